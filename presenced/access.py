@@ -1,0 +1,121 @@
+"""
+Who may see whose presence.
+
+The web side asks one question, L{AccessPolicy.mayView}; the answer comes
+from the settings and, for subscribers-only service, from the user's
+roster, read over XMPP and cached briefly.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from twisted.internet import defer
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+SubscriberSource = Callable[[str], "defer.Deferred[frozenset[str]]"]
+
+
+class RosterCache:
+    """
+    The presence subscribers of users, fetched on demand and kept for a
+    while.
+
+    The server does not tell the component when a roster changes, so an
+    entry is trusted for C{ttl} seconds only.  Concurrent questions about
+    the same user share one fetch.  Failed fetches are not cached.  At
+    most L{maxEntries} rosters are kept, the oldest dropped first.
+    """
+
+    maxEntries = 10_000
+
+    log = Logger()
+
+    def __init__(self, fetch: SubscriberSource, clock: IReactorTime, ttl: float) -> None:
+        self.fetch = fetch
+        self.clock = clock
+        self.ttl = ttl
+        self._entries: dict[str, tuple[float, frozenset[str]]] = {}
+        self._inFlight: dict[str, list[defer.Deferred[frozenset[str]]]] = {}
+
+    def subscribers(self, user: str) -> defer.Deferred[frozenset[str]]:
+        """
+        The bare JIDs subscribed to C{user}'s presence.
+        """
+        entry = self._entries.get(user)
+        now = self.clock.seconds()
+        if entry is not None:
+            if entry[0] > now:
+                return defer.succeed(entry[1])
+            del self._entries[user]
+        waiting: defer.Deferred[frozenset[str]] = defer.Deferred()
+        if user in self._inFlight:
+            self._inFlight[user].append(waiting)
+            return waiting
+        self._inFlight[user] = [waiting]
+        self.fetch(user).addBoth(self._fetched, user)
+        return waiting
+
+    def _fetched(self, result: frozenset[str] | Failure, user: str) -> None:
+        waiters = self._inFlight.pop(user)
+        failed = isinstance(result, Failure)
+        if not failed and self.ttl > 0:
+            self._remember(user, result)
+        for waiting in waiters:
+            (waiting.errback if failed else waiting.callback)(result)
+
+    def _remember(self, user: str, subscribers: frozenset[str]) -> None:
+        now = self.clock.seconds()
+        self._entries[user] = (now + self.ttl, subscribers)
+        # Entries are kept in insertion order, which with one TTL is also
+        # expiry order: drop expired ones and the oldest beyond the cap.
+        while self._entries:
+            oldest = next(iter(self._entries))
+            if self._entries[oldest][0] > now and len(self._entries) <= self.maxEntries:
+                break
+            del self._entries[oldest]
+
+    def clear(self) -> None:
+        """
+        Forget every cached roster.
+        """
+        self._entries.clear()
+
+
+class AccessPolicy:
+    """
+    Decides whether a requester may see a user's presence.
+
+    @ivar public: when true anyone may; otherwise only the user themself
+        and the users who have a presence subscription to them.
+    """
+
+    log = Logger()
+
+    def __init__(self, public: bool, rosters: RosterCache) -> None:
+        self.public = public
+        self.rosters = rosters
+
+    def mayView(self, user: str, requester: str | None) -> defer.Deferred[bool]:
+        """
+        Whether C{requester} may see C{user}'s presence.
+
+        Both are normalised bare JIDs; C{user} is on the served domain.
+        Never fails: a roster that cannot be read means no.
+        """
+        if self.public or requester == user:
+            return defer.succeed(True)
+        if requester is None:
+            return defer.succeed(False)
+        d = self.rosters.subscribers(user)
+        d.addCallbacks(lambda subscribers: requester in subscribers, self._refuse, errbackArgs=(user,))
+        return d
+
+    def _refuse(self, failure, user: str) -> bool:
+        self.log.warn(
+            "Refusing a subscribers-only request for {user}: roster unavailable ({why})",
+            user=user, why=failure.getErrorMessage(),
+        )
+        return False

@@ -1,0 +1,303 @@
+"""
+Settings: the INI file, validated whole into one immutable L{Settings}.
+
+Every problem in a file is collected and reported at once, each naming the
+file, section and key.  Unknown sections and keys are errors, so a typo
+never silently falls back to a default.
+"""
+
+from __future__ import annotations
+
+import configparser
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from twisted.internet.endpoints import serverFromString
+from twisted.words.protocols.jabber.jid import InvalidFormat, JID
+
+import presenced
+from presenced.presence import State
+
+
+def defaultImageDirectory() -> Path:
+    """
+    The status icons shipped with presenced.
+
+    They are installed inside the package; in a source checkout they are
+    the top-level C{images} directory.
+    """
+    package = Path(presenced.__file__).parent
+    installed = package / "images"
+    return installed if installed.is_dir() else package.parent / "images"
+
+
+DEFAULT_LABELS = {
+    State.AVAILABLE: "Available",
+    State.CHAT: "Free to chat",
+    State.AWAY: "Away",
+    State.XA: "Extended away",
+    State.DND: "Do not disturb",
+    State.OFFLINE: "Unavailable",
+    State.FORBIDDEN: "Forbidden",
+}
+
+_LABEL_KEYS = {
+    State.AVAILABLE: "available_status",
+    State.CHAT: "chat_status",
+    State.AWAY: "away_status",
+    State.XA: "xa_status",
+    State.DND: "dnd_status",
+    State.OFFLINE: "unavailable_status",
+    State.FORBIDDEN: "forbidden_status",
+}
+
+
+@dataclass(frozen=True)
+class XMPPSettings:
+    """
+    How to reach the XMPP server as a component.
+
+    @ivar jid: the component's address.
+    @ivar domain: the users' domain that is served.
+    """
+
+    jid: str
+    secret: str
+    host: str
+    port: int
+    domain: str
+
+
+@dataclass(frozen=True)
+class HTTPSettings:
+    """
+    Where and how the HTTP API is served.
+
+    @ivar listen: Twisted server endpoint descriptions.
+    @ivar images: the directory holding one C{STATE.png} per L{State}.
+    """
+
+    listen: tuple[str, ...]
+    images: Path
+
+
+@dataclass(frozen=True)
+class PresenceSettings:
+    """
+    Who may see presence, and the texts shown.
+
+    @ivar public: whether anyone may ask, or only the user and their
+        presence subscribers.
+    @ivar labels: the text answer for each L{State} when the user has no
+        status text of their own.
+    @ivar roster_ttl: seconds a fetched roster is trusted.
+    @ivar roster_timeout: seconds to wait for a roster before refusing.
+    """
+
+    public: bool
+    labels: dict[State, str]
+    roster_ttl: float
+    roster_timeout: float
+
+
+@dataclass(frozen=True)
+class Settings:
+    """
+    Everything read from one configuration file.
+    """
+
+    xmpp: XMPPSettings
+    http: HTTPSettings
+    presence: PresenceSettings
+
+
+class ConfigError(Exception):
+    """
+    A configuration file is wrong.
+
+    @ivar problems: one line per problem, each naming file, section and key.
+    """
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+_MISSING = object()
+
+
+class _Reader:
+    """
+    Reads typed values from a parsed file, collecting problems.
+    """
+
+    def __init__(self, parser: configparser.ConfigParser, name: str) -> None:
+        self.parser = parser
+        self.name = name
+        self.problems: list[str] = []
+        self.known: dict[str, set[str]] = {}
+
+    def problem(self, section: str, key: str, text: str) -> None:
+        self.problems.append(f"{self.name} [{section}] {key}: {text}")
+
+    def value(self, section: str, key: str, convert: Callable[[str], object], default: object = _MISSING):
+        self.known.setdefault(section, set()).add(key)
+        raw = self.parser.get(section, key, fallback=None)
+        if raw is None:
+            if default is _MISSING:
+                self.problem(section, key, "is required")
+            return default
+        try:
+            return convert(raw.strip())
+        except ValueError as e:
+            self.problem(section, key, str(e))
+            return default
+
+    def rejectUnknown(self) -> None:
+        for section in self.parser.sections():
+            if section not in self.known:
+                self.problems.append(f"{self.name} [{section}]: unknown section")
+                continue
+            for key in self.parser.options(section):
+                if key not in self.known[section]:
+                    self.problem(section, key, "unknown key")
+
+
+def _text(raw: str) -> str:
+    if not raw:
+        raise ValueError("must not be empty")
+    return raw
+
+
+def _domainJID(raw: str) -> str:
+    try:
+        parsed = JID(raw)
+    except InvalidFormat as e:
+        raise ValueError(f"not a valid JID: {raw!r} ({e})") from None
+    if parsed.user is not None or parsed.resource is not None:
+        raise ValueError(f"must be a bare domain, without user or resource: {raw!r}")
+    return parsed.host
+
+
+def _port(raw: str) -> int:
+    try:
+        port = int(raw)
+    except ValueError:
+        raise ValueError(f"not a port number: {raw!r}") from None
+    if not 1 <= port <= 65535:
+        raise ValueError(f"not a port number (1-65535): {raw!r}")
+    return port
+
+
+def _boolean(raw: str) -> bool:
+    states = configparser.ConfigParser.BOOLEAN_STATES
+    if raw.lower() not in states:
+        raise ValueError(f"not a boolean (true/false, yes/no, on/off, 1/0): {raw!r}")
+    return states[raw.lower()]
+
+
+def _seconds(raw: str) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ValueError(f"not a number of seconds: {raw!r}") from None
+    if not 0 <= value <= 86400:
+        raise ValueError(f"must be between 0 and 86400 seconds: {raw!r}")
+    return value
+
+
+def _positiveSeconds(raw: str) -> float:
+    value = _seconds(raw)
+    if value == 0:
+        raise ValueError("must be more than 0 seconds")
+    return value
+
+
+def _endpoints(raw: str) -> tuple[str, ...]:
+    from twisted.internet import reactor
+
+    descriptions = tuple(raw.split())
+    if not descriptions:
+        raise ValueError("needs at least one endpoint description")
+    for description in descriptions:
+        try:
+            serverFromString(reactor, description)
+        except Exception as e:
+            raise ValueError(f"not a usable server endpoint {description!r}: {e}") from None
+    return descriptions
+
+
+def _directory(raw: str) -> Path:
+    path = Path(raw)
+    if not path.is_dir():
+        raise ValueError(f"not a directory: {raw!r}")
+    missing = [state.value for state in State if not (path / f"{state.value}.png").is_file()]
+    if missing:
+        raise ValueError(f"{raw!r} lacks {', '.join(name + '.png' for name in missing)}")
+    return path
+
+
+def fromString(text: str, name: str = "<string>") -> Settings:
+    """
+    Parse and validate settings from the text of an INI file.
+
+    @param name: how to name the file in problem reports.
+    @raise ConfigError: listing every problem found.
+    """
+    parser = configparser.ConfigParser(
+        inline_comment_prefixes=(";", "#"),
+        interpolation=None,
+        empty_lines_in_values=False,
+    )
+    try:
+        parser.read_string(text, source=name)
+    except configparser.Error as e:
+        raise ConfigError([f"{name}: {e}"]) from None
+
+    read = _Reader(parser, name)
+    for section in ("xmpp", "http"):
+        if not parser.has_section(section):
+            read.problems.append(f"{name} [{section}]: missing section")
+
+    xmpp = XMPPSettings(
+        jid=read.value("xmpp", "jid", _domainJID),
+        secret=read.value("xmpp", "secret", _text),
+        host=read.value("xmpp", "host", _text, "127.0.0.1"),
+        port=read.value("xmpp", "port", _port, 5347),
+        domain=read.value("xmpp", "domain", _domainJID),
+    )
+    http = HTTPSettings(
+        listen=read.value("http", "listen", _endpoints, ("tcp:8080:interface=127.0.0.1",)),
+        images=read.value("http", "images", _directory, defaultImageDirectory()),
+    )
+    labels = {
+        state: read.value("presence", key, str, DEFAULT_LABELS[state])
+        for state, key in _LABEL_KEYS.items()
+    }
+    presence = PresenceSettings(
+        public=read.value("presence", "public", _boolean, False),
+        labels=labels,
+        roster_ttl=read.value("presence", "roster_ttl", _seconds, 60.0),
+        roster_timeout=read.value("presence", "roster_timeout", _positiveSeconds, 5.0),
+    )
+    read.rejectUnknown()
+    if xmpp.jid and xmpp.jid == xmpp.domain:
+        read.problem("xmpp", "jid", "the component needs its own address, not the users' domain")
+    if read.problems:
+        raise ConfigError(read.problems)
+    return Settings(xmpp=xmpp, http=http, presence=presence)
+
+
+def load(path: str) -> Settings:
+    """
+    Read and validate the settings in the file at C{path}.
+
+    @raise ConfigError: listing every problem found, or why the file
+        cannot be read.
+    """
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError([f"{path}: cannot read: {e}"]) from None
+    return fromString(text, path)

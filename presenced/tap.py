@@ -1,0 +1,62 @@
+"""
+The C{twistd presenced} command: options, and the service they build.
+"""
+
+from __future__ import annotations
+
+from twisted.python import usage
+
+from presenced import __version__
+from presenced.config import ConfigError, Settings, load
+from presenced.service import PresenceService
+
+
+class Options(usage.Options):
+    """
+    Command-line options of C{twistd presenced}.
+    """
+
+    synopsis = "--config PATH"
+    longdesc = (
+        "Serve the live presence of an XMPP server's users over HTTP "
+        "(status icons, text and XML), with the API of Openfire's Presence "
+        "Service plugin. presenced connects to the server as a privileged "
+        "external component (XEP-0114, XEP-0356). Settings are read from an "
+        "INI file; see etc/presenced.ini for every key."
+    )
+    optParameters = [
+        ["config", "c", None, "The INI settings file (required)."],
+    ]
+
+    def opt_version(self) -> None:
+        """
+        Print presenced's version and exit.
+        """
+        print(f"presenced {__version__}")
+        raise SystemExit(0)
+
+    def postOptions(self) -> None:
+        if not self["config"]:
+            raise usage.UsageError("--config PATH is required")
+
+
+def loadSettings(path: str) -> Settings:
+    """
+    Load the settings, or exit with every problem in the file.
+    """
+    try:
+        return load(path)
+    except ConfigError as e:
+        raise SystemExit(
+            "presenced: refusing to start, the configuration has errors:\n"
+            + "\n".join(f"  {problem}" for problem in e.problems)
+        ) from None
+
+
+def makeService(options: Options, reactor=None) -> PresenceService:
+    """
+    Build the daemon's service tree from the command-line options.
+    """
+    if reactor is None:
+        from twisted.internet import reactor
+    return PresenceService(loadSettings(options["config"]), reactor)

@@ -1,0 +1,263 @@
+"""
+The HTTP side: the Openfire-compatible presence API.
+
+C{/plugins/presence/status} answers with an image, text or XML for one
+user, or redirects to a custom image.  Requests are validated first; bad
+ones get a 400 with a short reason and nothing else happens.  Answers
+that are refused look the same whatever the reason.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+import hyperlink
+from twisted.web import pages, resource, server
+from twisted.words.protocols.jabber.jid import InvalidFormat, JID
+
+from presenced.access import AccessPolicy
+from presenced.answers import AnswerRenderer, Body
+from presenced.presence import PresenceTracker, Shown, State
+
+IMAGE_TOKEN = "--IMAGE--"
+MAX_JID = 3071
+MAX_URL = 2048
+MAX_BODY = 64 * 1024
+
+FORBIDDEN = Shown(State.FORBIDDEN)
+
+_COMMON_HEADERS = (
+    (b"Cache-Control", b"no-cache, no-store, max-age=0"),
+    (b"X-Content-Type-Options", b"nosniff"),
+    (b"Content-Security-Policy", b"default-src 'none'; sandbox"),
+)
+
+
+class BadRequest(Exception):
+    """
+    A request parameter is missing or wrong; the message says which.
+    """
+
+
+@dataclass(frozen=True)
+class StatusQuery:
+    """
+    A validated request to C{/plugins/presence/status}.
+
+    @ivar user: the user asked about, a normalised bare JID.
+    @ivar requester: who asks, a normalised bare JID, if given.
+    @ivar kind: C{"image"}, C{"text"} or C{"xml"}.
+    @ivar redirects: state to the URL of its custom image.
+    """
+
+    user: str
+    requester: str | None = None
+    kind: str = "image"
+    redirects: dict[State, str] = field(default_factory=dict)
+
+
+@lru_cache(maxsize=8192)
+def _bareJID(text: str) -> JID | None:
+    try:
+        return JID(text)
+    except InvalidFormat:
+        return None
+
+
+def _single(args: dict[bytes, list[bytes]], name: str, limit: int) -> str | None:
+    values = args.get(name.encode("ascii"))
+    if not values:
+        return None
+    if len(values) > 1:
+        raise BadRequest(f"{name} is given more than once")
+    raw = values[0]
+    if len(raw) > limit:
+        raise BadRequest(f"{name} is too long")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise BadRequest(f"{name} is not valid UTF-8") from None
+
+
+def _jid(name: str, text: str, needsUser: bool) -> str:
+    parsed = _bareJID(text)
+    if parsed is None:
+        raise BadRequest(f"{name} is not a valid JID")
+    if needsUser and parsed.user is None:
+        raise BadRequest(f"{name} must name a user (user@domain)")
+    return parsed.userhost()
+
+
+def _imageURL(name: str, text: str, template: bool) -> str:
+    if any(ord(c) < 0x21 or ord(c) == 0x7F for c in text):
+        raise BadRequest(f"{name} must not contain spaces or control characters")
+    if template and IMAGE_TOKEN not in text:
+        raise BadRequest(f"{name} must contain {IMAGE_TOKEN}")
+    try:
+        url = hyperlink.parse(text)
+        uri = url.to_uri().to_text()
+    except Exception:
+        raise BadRequest(f"{name} is not a valid URL") from None
+    if url.scheme not in ("http", "https") or not url.host:
+        raise BadRequest(f"{name} must be an absolute http or https URL")
+    return uri
+
+
+def parseQuery(args: dict[bytes, list[bytes]]) -> StatusQuery:
+    """
+    Validate the parameters of a status request.
+
+    @raise BadRequest: naming the first parameter that is wrong.
+    """
+    userText = _single(args, "jid", MAX_JID)
+    if not userText:
+        raise BadRequest("jid is required")
+    user = _jid("jid", userText, needsUser=True)
+    requesterText = _single(args, "req_jid", MAX_JID)
+    requester = _jid("req_jid", requesterText, needsUser=False) if requesterText else None
+
+    kind = _single(args, "type", 16) or "image"
+    if kind not in ("image", "text", "xml"):
+        raise BadRequest("type must be image, text or xml")
+
+    redirects = {}
+    template = _single(args, "images", MAX_URL)
+    if template is not None:
+        uri = _imageURL("images", template, template=True)
+        redirects = {state: uri.replace(IMAGE_TOKEN, state.value) for state in State}
+    for state in State:
+        custom = _single(args, state.value, MAX_URL)
+        if custom is not None:
+            redirects[state] = _imageURL(state.value, custom, template=False)
+    return StatusQuery(user, requester, kind, redirects)
+
+
+class StatusResource(resource.Resource):
+    """
+    C{/plugins/presence/status}: one user's presence, as the Openfire
+    Presence Service plugin answers it.
+    """
+
+    isLeaf = True
+    allowedMethods = (b"GET", b"HEAD", b"POST")
+
+    def __init__(self, tracker: PresenceTracker, policy: AccessPolicy,
+                 renderer: AnswerRenderer, domain: str) -> None:
+        super().__init__()
+        self.tracker = tracker
+        self.policy = policy
+        self.renderer = renderer
+        self.domain = domain
+
+    def render_GET(self, request: server.Request) -> bytes | int:
+        try:
+            query = parseQuery(request.args)
+        except BadRequest as e:
+            return _plain(request, 400, str(e))
+        if query.user.partition("@")[2] != self.domain:
+            return self._answer(request, query, FORBIDDEN)
+
+        finished = request.notifyFinish()
+        gone = []
+        finished.addErrback(gone.append)
+
+        def decided(allowed: bool) -> None:
+            if gone:
+                return
+            shown = self.tracker.shown(query.user) if allowed else FORBIDDEN
+            body = self._answer(request, query, shown)
+            if body:
+                request.write(body)
+            request.finish()
+
+        self.policy.mayView(query.user, query.requester).addCallback(decided)
+        return server.NOT_DONE_YET
+
+    render_POST = render_GET
+
+    def render(self, request: server.Request) -> bytes | int:
+        if request.method not in self.allowedMethods:
+            request.setHeader(b"Allow", b", ".join(self.allowedMethods))
+            return _plain(request, 405, "only GET, HEAD and POST are allowed")
+        return super().render(request)
+
+    def _answer(self, request: server.Request, query: StatusQuery, shown: Shown) -> bytes:
+        for name, value in _COMMON_HEADERS:
+            request.setHeader(name, value)
+        redirect = query.redirects.get(shown.state)
+        if redirect is not None:
+            request.setResponseCode(302)
+            request.setHeader(b"Location", redirect.encode("ascii"))
+            return b""
+        if query.kind == "text":
+            body = self.renderer.text(shown)
+        elif query.kind == "xml":
+            body = self.renderer.xml(shown, query.user, query.requester)
+        else:
+            body = self.renderer.image(shown)
+        return _body(request, body)
+
+
+def _body(request: server.Request, body: Body) -> bytes:
+    request.setHeader(b"Content-Type", body.contentType)
+    request.setHeader(b"Content-Length", b"%d" % len(body.data))
+    return body.data
+
+
+def _plain(request: server.Request, code: int, text: str) -> bytes:
+    request.setResponseCode(code)
+    for name, value in _COMMON_HEADERS:
+        request.setHeader(name, value)
+    return _body(request, Body(b"text/plain; charset=utf-8", (text + "\n").encode("utf-8")))
+
+
+class PresenceRequest(server.Request):
+    """
+    A request whose body is capped at L{MAX_BODY} bytes: a larger one is
+    answered with 413 and never kept in memory or on disk.
+    """
+
+    _received = 0
+
+    def gotLength(self, length: int | None) -> None:
+        super().gotLength(None if length is None else min(length, MAX_BODY))
+
+    def handleContentChunk(self, data: bytes) -> None:
+        self._received += len(data)
+        if self._received <= MAX_BODY:
+            super().handleContentChunk(data)
+
+    def process(self) -> None:
+        if self._received > MAX_BODY:
+            self.setResponseCode(413)
+            self.setHeader(b"Content-Type", b"text/plain; charset=utf-8")
+            self.write(b"request body too large\n")
+            self.finish()
+            return
+        super().process()
+
+
+class _Directory(resource.Resource):
+    """
+    A path segment holding named children; anything else is not found.
+    """
+
+    def getChild(self, name: bytes, request: server.Request) -> resource.IResource:
+        return pages.notFound("Not found", "There is no such resource.")
+
+
+def buildSite(status: StatusResource) -> server.Site:
+    """
+    The HTTP site: the status resource at C{/plugins/presence/status}.
+    """
+    root = _Directory()
+    plugins = _Directory()
+    presence = _Directory()
+    root.putChild(b"plugins", plugins)
+    plugins.putChild(b"presence", presence)
+    presence.putChild(b"status", status)
+    site = server.Site(root, requestFactory=PresenceRequest)
+    site.displayTracebacks = False
+    site.noisy = False
+    return site

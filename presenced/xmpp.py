@@ -1,0 +1,387 @@
+"""
+The XMPP side: a privileged external component that feeds the presence
+model and answers roster questions.
+
+The component (XEP-0114) connects to the server, which forwards the
+presence of its users under the privileges of XEP-0356 and lets the
+component read their rosters.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import presenced.wokkel_compat  # noqa: F401  (must precede wokkel)
+
+from twisted.internet import defer
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+from twisted.words.protocols.jabber import component as jabber_component
+from twisted.words.protocols.jabber import error as jabber_error
+from twisted.words.protocols.jabber import xmlstream
+from twisted.words.protocols.jabber.jid import InvalidFormat, JID
+from twisted.words.xish import domish
+from wokkel.component import Component
+from wokkel.subprotocols import StreamManager, XMPPHandler
+from wokkel.xmppim import RosterItem, RosterRequest
+
+from presenced.presence import PresenceTracker, ResourcePresence, stateFromShow
+
+NS_COMPONENT = "jabber:component:accept"
+NS_ROSTER = "jabber:iq:roster"
+NS_PRIVILEGE = ("urn:xmpp:privilege:2", "urn:xmpp:privilege:1")
+NS_XML = "http://www.w3.org/XML/1998/namespace"
+
+#: Longest status text kept; longer ones are cut.
+MAX_STATUS = 1024
+
+
+def _parseJID(text: str | None) -> JID | None:
+    if not text:
+        return None
+    try:
+        return JID(text)
+    except InvalidFormat:
+        return None
+
+
+def _withoutStreamNamespace(element: domish.Element) -> None:
+    """
+    Strip the component stream's namespace from a received stanza, so that
+    it serialises on its own as a client sees it (C{jabber:client} being
+    the default, it is left implicit).
+    """
+    if element.uri == NS_COMPONENT:
+        element.uri = None
+    if element.defaultUri == NS_COMPONENT:
+        element.defaultUri = None
+    for child in element.elements():
+        _withoutStreamNamespace(child)
+
+
+def _childText(element: domish.Element, name: str) -> str | None:
+    for child in element.elements():
+        if child.name == name and child.uri in (NS_COMPONENT, None):
+            return str(child)
+    return None
+
+
+def _statusText(element: domish.Element) -> str | None:
+    """
+    The status text of a presence: the one without C{xml:lang}, else the
+    first one.
+    """
+    first = None
+    for child in element.elements():
+        if child.name != "status" or child.uri not in (NS_COMPONENT, None):
+            continue
+        text = str(child).strip()
+        if not child.hasAttribute((NS_XML, "lang")):
+            return text[:MAX_STATUS] or None
+        if first is None:
+            first = text
+    return first[:MAX_STATUS] if first else None
+
+
+def _priority(element: domish.Element) -> int:
+    text = _childText(element, "priority")
+    try:
+        value = int(text.strip()) if text is not None else 0
+    except ValueError:
+        return 0
+    return max(-128, min(127, value))
+
+
+class PresenceFeed(XMPPHandler):
+    """
+    Feeds every presence of the served domain's users into the model.
+
+    Presence from other domains, from the bare domain, with an unparseable
+    sender, or of types other than available and unavailable is ignored.
+    When the link is lost, the model is cleared: presence is no longer
+    known.
+    """
+
+    log = Logger()
+
+    def __init__(self, tracker: PresenceTracker, domain: str, clock: IReactorTime) -> None:
+        super().__init__()
+        self.tracker = tracker
+        self.domain = domain
+        self.clock = clock
+
+    def connectionInitialized(self) -> None:
+        self.xmlstream.addObserver("/presence", self.onPresence)
+
+    def connectionLost(self, reason) -> None:
+        self.tracker.clear()
+
+    def onPresence(self, element: domish.Element) -> None:
+        """
+        Record one presence stanza.
+        """
+        sender = _parseJID(element.getAttribute("from"))
+        if sender is None or sender.user is None or sender.host != self.domain:
+            return
+        user = sender.userhost()
+        kind = element.getAttribute("type")
+        if kind == "unavailable":
+            self.tracker.unavailable(user, sender.resource, _statusText(element))
+        elif kind is None and sender.resource is not None:
+            self.tracker.available(user, sender.resource, self._resourcePresence(element, sender))
+
+    def _resourcePresence(self, element: domish.Element, sender: JID) -> ResourcePresence:
+        element["from"] = sender.full()
+        if element.hasAttribute("to"):
+            del element["to"]
+        _withoutStreamNamespace(element)
+        return ResourcePresence(
+            state=stateFromShow(_childText(element, "show")),
+            status=_statusText(element),
+            priority=_priority(element),
+            received=self.clock.seconds(),
+            stanza=element.toXml(),
+        )
+
+
+class PrivilegeListener(XMPPHandler):
+    """
+    Takes note of the XEP-0356 privileges the server grants.
+
+    Logs what was granted, and warns when the presence or roster permission
+    that presenced needs is missing.
+
+    @ivar granted: permission access name to type, as last advertised.
+    """
+
+    log = Logger()
+
+    def __init__(self, serverDomain: str) -> None:
+        super().__init__()
+        self.serverDomain = serverDomain
+        self.granted: dict[str, str] = {}
+
+    def connectionInitialized(self) -> None:
+        self.granted = {}
+        self.xmlstream.addObserver("/message/privilege", self.onPrivilege)
+
+    def onPrivilege(self, element: domish.Element) -> None:
+        """
+        Read a privilege advertisement sent by the server.
+        """
+        privilege = element.privilege
+        if privilege.uri not in NS_PRIVILEGE:
+            return
+        if element.getAttribute("from") != self.serverDomain:
+            self.log.warn(
+                "Ignoring a privilege advertisement from {sender!r}, not the server {server}",
+                sender=element.getAttribute("from"),
+                server=self.serverDomain,
+            )
+            return
+        granted = {}
+        for perm in privilege.elements(privilege.uri, "perm"):
+            access, kind = perm.getAttribute("access"), perm.getAttribute("type")
+            if access and kind:
+                granted[access] = kind
+        self.granted = granted
+        self.log.info(
+            "The server grants privileges ({namespace}): {permissions}",
+            namespace=privilege.uri,
+            permissions=", ".join(f"{a}={t}" for a, t in sorted(granted.items())) or "none",
+        )
+        if granted.get("presence") not in ("roster", "managed_entity"):
+            self.log.warn(
+                "No presence permission: presenced will not see users' presence. "
+                "Grant presence = \"roster\" (or \"managed_entity\") to this component."
+            )
+        if granted.get("roster") not in ("get", "both"):
+            self.log.warn(
+                "No roster permission: subscribers-only requests will all be forbidden. "
+                "Grant roster = \"get\" to this component."
+            )
+
+
+class RosterUnavailable(Exception):
+    """
+    A user's roster could not be read.
+    """
+
+
+class LinkMonitor(XMPPHandler):
+    """
+    Knows whether the link to the server is up, and tells listeners when
+    that changes.
+
+    @ivar connected: whether the stream is authenticated.
+    @ivar since: when C{connected} last changed (reactor seconds), or
+        C{None} before the first change.
+    @ivar listeners: callables called with the new value of C{connected}.
+    """
+
+    def __init__(self, clock: IReactorTime) -> None:
+        super().__init__()
+        self.clock = clock
+        self.connected = False
+        self.since: float | None = None
+        self.listeners: list[Callable[[bool], None]] = []
+
+    def connectionInitialized(self) -> None:
+        self._change(True)
+
+    def connectionLost(self, reason) -> None:
+        self._change(False)
+
+    def _change(self, connected: bool) -> None:
+        self.connected = connected
+        self.since = self.clock.seconds()
+        for listener in list(self.listeners):
+            listener(connected)
+
+
+class RosterReader(XMPPHandler):
+    """
+    Reads users' rosters with a privileged roster get (XEP-0356).
+    """
+
+    def __init__(self, link: LinkMonitor, timeout: float) -> None:
+        super().__init__()
+        self.link = link
+        self.timeout = timeout
+
+    def subscribers(self, user: str) -> defer.Deferred[frozenset[str]]:
+        """
+        The bare JIDs that receive C{user}'s presence: roster items with
+        subscription C{from} or C{both}.
+
+        @raise RosterUnavailable: (errback) when there is no link, the server
+            answers with an error, or the answer does not come in time.
+        """
+        if not self.link.connected:
+            return defer.fail(RosterUnavailable("no XMPP link"))
+        request = RosterRequest(recipient=JID(user), stanzaType="get")
+        request.timeout = self.timeout
+        d = self.request(request)
+        d.addCallbacks(_subscribersFromRoster, _rosterFailure)
+        return d
+
+
+def _subscribersFromRoster(iq: domish.Element) -> frozenset[str]:
+    found = set()
+    for query in iq.elements(NS_ROSTER, "query"):
+        for child in query.elements(NS_ROSTER, "item"):
+            try:
+                item = RosterItem.fromElement(child)
+            except (InvalidFormat, KeyError, ValueError):
+                continue
+            if item.subscriptionFrom and item.entity is not None:
+                found.add(item.entity.userhost())
+    return frozenset(found)
+
+
+def _rosterFailure(failure) -> None:
+    if failure.check(jabber_error.StanzaError):
+        raise RosterUnavailable(f"the server answered {failure.value.condition}")
+    if failure.check(xmlstream.TimeoutError):
+        raise RosterUnavailable("no answer in time")
+    if failure.check(RosterUnavailable):
+        failure.raiseException()
+    raise RosterUnavailable(repr(failure.value))
+
+
+class ComponentStreamFactory(xmlstream.XmlStreamFactory):
+    """
+    Connects a component (XEP-0114) and reconnects it when the link fails.
+
+    Unlike twisted.words' own component factory, the retry delay is reset
+    only once the handshake succeeds, so that a rejected secret is retried
+    with growing delays, and it is capped at L{maxDelay} (a minute) rather
+    than an hour.  Delays grow exponentially, with jitter.  Each handshake
+    must finish within L{handshakeTimeout} seconds.
+    """
+
+    log = Logger()
+    noisy = False
+    initialDelay = 1.0
+    maxDelay = 60.0
+    handshakeTimeout = 30.0
+
+    def __init__(self, jid: str, secret: str, clock: IReactorTime) -> None:
+        super().__init__(jabber_component.ConnectComponentAuthenticator(jid, secret))
+        self.clock = clock
+        self.delay = self.initialDelay
+        self.addBootstrap(xmlstream.STREAM_CONNECTED_EVENT, self._startHandshakeTimer)
+        self.addBootstrap(xmlstream.STREAM_AUTHD_EVENT, self._authenticated)
+        self.addBootstrap(xmlstream.STREAM_ERROR_EVENT, self._streamError)
+
+    def buildProtocol(self, addr):
+        delay, retries = self.delay, self.retries
+        xs = super().buildProtocol(addr)
+        self.delay, self.retries = delay, retries
+        return xs
+
+    def _startHandshakeTimer(self, xs: xmlstream.XmlStream) -> None:
+        timer = self.clock.callLater(self.handshakeTimeout, self._handshakeTimedOut, xs)
+        cancel = lambda _: timer.active() and timer.cancel()
+        xs.addOnetimeObserver(xmlstream.STREAM_AUTHD_EVENT, cancel)
+        xs.addOnetimeObserver(xmlstream.STREAM_END_EVENT, cancel)
+
+    def _handshakeTimedOut(self, xs: xmlstream.XmlStream) -> None:
+        self.log.error("No component handshake within {timeout}s; closing the connection",
+                       timeout=self.handshakeTimeout)
+        xs.transport.abortConnection()
+
+    def _authenticated(self, xs: xmlstream.XmlStream) -> None:
+        self.resetDelay()
+        self.delay = self.initialDelay
+
+    def _streamError(self, reason) -> None:
+        if reason.check(jabber_error.StreamError) and reason.value.condition == "not-authorized":
+            self.log.error("The XMPP server rejected the component secret for {jid}",
+                           jid=self.authenticator.otherHost)
+        else:
+            self.log.error("The XMPP server closed the stream: {why}", why=reason.getErrorMessage())
+
+    def retry(self, connector=None) -> None:
+        super().retry(connector)
+        if self._callID is not None:
+            self.log.info("Reconnecting to the XMPP server in {delay:.1f}s (attempt {attempt})",
+                          delay=self._callID.getTime() - self.clock.seconds(), attempt=self.retries)
+
+
+class ComponentConnection(Component):
+    """
+    The external component's link to the server, kept up for the lifetime
+    of the service.
+
+    @ivar authenticated: whether the link is up and authenticated.
+    """
+
+    log = Logger()
+
+    def __init__(self, reactor, host: str, port: int, jid: str, secret: str) -> None:
+        StreamManager.__init__(self, ComponentStreamFactory(jid, secret, reactor), reactor)
+        self.host = host
+        self.port = port
+        self.authenticated = False
+
+    def _getConnection(self):
+        return self._reactor.connectTCP(self.host, self.port, self.factory,
+                                        timeout=self.factory.handshakeTimeout)
+
+    def _authd(self, xs) -> None:
+        self.authenticated = True
+        self.log.info("Connected to the XMPP server at {host}:{port} as {jid}",
+                      host=self.host, port=self.port, jid=xs.thisEntity.full())
+        super()._authd(xs)
+
+    def _disconnected(self, reason) -> None:
+        if self.authenticated:
+            self.log.warn("Lost the link to the XMPP server; presence is unknown until it is back")
+        self.authenticated = False
+        super()._disconnected(reason)
+
+    def initializationFailed(self, reason) -> None:
+        """
+        Handshake failures are logged and retried by the factory.
+        """

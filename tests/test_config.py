@@ -1,0 +1,184 @@
+"""
+Tests for L{presenced.config}: INI files into validated settings.
+"""
+
+from pathlib import Path
+
+import pytest
+
+from presenced import config
+from presenced.presence import State
+
+MINIMAL = """
+[xmpp]
+jid = presence.example.com
+secret = s3cret
+domain = example.com
+
+[http]
+listen = tcp:0:interface=127.0.0.1
+"""
+
+SAMPLE = Path(__file__).parent.parent / "etc" / "presenced.ini"
+
+
+def problems(text: str) -> list[str]:
+    with pytest.raises(config.ConfigError) as caught:
+        config.fromString(text, "test.ini")
+    return caught.value.problems
+
+
+def test_minimalFileGetsDefaults():
+    """
+    A file with only the required keys gets the documented defaults.
+    """
+    settings = config.fromString(MINIMAL)
+    assert settings.xmpp == config.XMPPSettings(
+        "presence.example.com", "s3cret", "127.0.0.1", 5347, "example.com"
+    )
+    assert settings.presence.public is False
+    assert settings.presence.labels[State.OFFLINE] == "Unavailable"
+    assert settings.presence.labels[State.FORBIDDEN] == "Forbidden"
+    assert settings.presence.roster_ttl == 60
+    assert settings.http.images == config.defaultImageDirectory()
+
+
+def test_sampleFileIsValid():
+    """
+    The commented sample in etc/ is a valid file.
+    """
+    settings = config.load(str(SAMPLE))
+    assert settings.xmpp.domain == "example.com"
+    assert settings.http.listen == ("tcp:8080:interface=127.0.0.1",)
+
+
+def test_inlineCommentsAndValues():
+    """
+    Values may be followed by ; comments; labels and booleans are read.
+    """
+    settings = config.fromString(MINIMAL + """
+[presence]
+public = yes        ; anyone may ask
+unavailable_status = Not here
+away_status = Out for a bit
+roster_ttl = 0
+""")
+    assert settings.presence.public is True
+    assert settings.presence.labels[State.OFFLINE] == "Not here"
+    assert settings.presence.labels[State.AWAY] == "Out for a bit"
+    assert settings.presence.roster_ttl == 0
+
+
+def test_severalListenEndpoints():
+    """
+    listen takes whitespace-separated endpoint descriptions.
+    """
+    text = MINIMAL.replace("listen = tcp:0:interface=127.0.0.1",
+                           "listen = tcp:0:interface=127.0.0.1\n  tcp6:0:interface=\\:\\:1")
+    assert config.fromString(text).http.listen == ("tcp:0:interface=127.0.0.1", "tcp6:0:interface=\\:\\:1")
+
+
+def test_everyProblemReportedAtOnce():
+    """
+    All problems are reported together, each naming file, section and key.
+    """
+    found = problems("""
+[xmpp]
+jid = not a jid@@
+port = 99999
+domain = example.com
+colour = blue
+
+[http]
+listen = nonsense:1
+
+[presence]
+public = maybe
+roster_timeout = 0
+
+[extra]
+key = value
+""")
+    assert found == [
+        "test.ini [xmpp] jid: not a valid JID: 'not a jid@@' (Invalid character in username)",
+        "test.ini [xmpp] secret: is required",
+        "test.ini [xmpp] port: not a port number (1-65535): '99999'",
+        "test.ini [http] listen: not a usable server endpoint 'nonsense:1': Unknown endpoint type: 'nonsense'",
+        "test.ini [presence] public: not a boolean (true/false, yes/no, on/off, 1/0): 'maybe'",
+        "test.ini [presence] roster_timeout: must be more than 0 seconds",
+        "test.ini [xmpp] colour: unknown key",
+        "test.ini [extra]: unknown section",
+    ]
+
+
+def test_missingSections():
+    """
+    The xmpp and http sections are required.
+    """
+    found = problems("[presence]\npublic = true\n")
+    assert "test.ini [xmpp]: missing section" in found
+    assert "test.ini [http]: missing section" in found
+
+
+def test_componentJIDMustBeADomain():
+    """
+    The component's address is a bare domain, and not the users' domain.
+    """
+    assert problems(MINIMAL.replace("jid = presence.example.com", "jid = bot@example.com")) == [
+        "test.ini [xmpp] jid: must be a bare domain, without user or resource: 'bot@example.com'"
+    ]
+    assert problems(MINIMAL.replace("jid = presence.example.com", "jid = example.com")) == [
+        "test.ini [xmpp] jid: the component needs its own address, not the users' domain"
+    ]
+
+
+def test_emptySecret():
+    """
+    An empty secret is refused.
+    """
+    assert problems(MINIMAL.replace("secret = s3cret", "secret =")) == [
+        "test.ini [xmpp] secret: must not be empty"
+    ]
+
+
+def test_imageDirectoryMustHoldEveryIcon(tmp_path):
+    """
+    A configured image directory must exist and hold one PNG per state.
+    """
+    (tmp_path / "available.png").write_bytes(b"png")
+    found = problems(MINIMAL + f"images = {tmp_path}\n")
+    assert len(found) == 1
+    assert found[0].startswith(f"test.ini [http] images: '{tmp_path}' lacks chat.png")
+    assert problems(MINIMAL + "images = /does/not/exist\n") == [
+        "test.ini [http] images: not a directory: '/does/not/exist'"
+    ]
+
+
+def test_syntaxError():
+    """
+    A file that is not INI at all is reported as such.
+    """
+    found = problems("just text\n")
+    assert len(found) == 1 and found[0].startswith("test.ini: ")
+
+
+def test_unreadableFile(tmp_path):
+    """
+    A missing file is reported with its path.
+    """
+    path = tmp_path / "missing.ini"
+    with pytest.raises(config.ConfigError) as caught:
+        config.load(str(path))
+    assert caught.value.problems[0].startswith(f"{path}: cannot read:")
+
+
+def test_shippedImagesAreComplete():
+    """
+    The default image directory holds a 16x16 PNG for every state.
+    """
+    directory = config.defaultImageDirectory()
+    for state in State:
+        data = (directory / f"{state.value}.png").read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n"
+        width, height = int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+        assert (width, height) == (16, 16)

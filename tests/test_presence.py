@@ -1,0 +1,163 @@
+"""
+Tests for L{presenced.presence}: the model and the rule that picks what a
+user shows.
+"""
+
+from presenced.presence import OFFLINE, PresenceTracker, ResourcePresence, State, stateFromShow
+
+
+def presence(state=State.AVAILABLE, status=None, priority=0, received=0.0, stanza="<presence/>"):
+    return ResourcePresence(state, status, priority, received, stanza)
+
+
+def test_unknownUserIsOffline():
+    """
+    A user the tracker never heard of is offline, with no status.
+    """
+    assert PresenceTracker().shown("nobody@example.test") is OFFLINE
+
+
+def test_singleResourceIsShown():
+    """
+    A user with one online resource shows that resource's state, status
+    and stanza.
+    """
+    tracker = PresenceTracker()
+    tracker.available("a@example.test", "home", presence(State.AWAY, "Out", stanza="<p/>"))
+    shown = tracker.shown("a@example.test")
+    assert (shown.state, shown.status, shown.stanza) == (State.AWAY, "Out", "<p/>")
+
+
+def test_mostAvailableResourceWins():
+    """
+    Chat beats available, which beats away, xa and dnd, whatever the
+    priorities.
+    """
+    order = [State.DND, State.XA, State.AWAY, State.AVAILABLE, State.CHAT]
+    tracker = PresenceTracker()
+    for number, state in enumerate(order):
+        tracker.available("a@example.test", f"r{number}", presence(state, priority=10 - number))
+        assert tracker.shown("a@example.test").state is state
+
+
+def test_higherPriorityBreaksTies():
+    """
+    Between equally available resources, the higher priority wins.
+    """
+    tracker = PresenceTracker()
+    tracker.available("a@example.test", "high", presence(status="high", priority=5, received=1))
+    tracker.available("a@example.test", "low", presence(status="low", priority=1, received=2))
+    assert tracker.shown("a@example.test").status == "high"
+
+
+def test_mostRecentBreaksRemainingTies():
+    """
+    Between equally available resources of equal priority, the most
+    recently received presence wins.
+    """
+    tracker = PresenceTracker()
+    tracker.available("a@example.test", "new", presence(status="new", received=2))
+    tracker.available("a@example.test", "old", presence(status="old", received=1))
+    assert tracker.shown("a@example.test").status == "new"
+
+
+def test_updateReplacesResource():
+    """
+    A new presence from a resource replaces its previous one.
+    """
+    tracker = PresenceTracker()
+    tracker.available("a@example.test", "r", presence(State.CHAT))
+    tracker.available("a@example.test", "r", presence(State.DND))
+    assert tracker.shown("a@example.test").state is State.DND
+
+
+def test_otherResourceShownAfterOneLeaves():
+    """
+    When the shown resource goes offline, the best remaining one is shown.
+    """
+    tracker = PresenceTracker()
+    tracker.available("a@example.test", "chat", presence(State.CHAT))
+    tracker.available("a@example.test", "away", presence(State.AWAY))
+    tracker.unavailable("a@example.test", "chat", "bye")
+    assert tracker.shown("a@example.test").state is State.AWAY
+
+
+def test_lastResourceLeavingKeepsStatus():
+    """
+    When the last resource goes offline with a status text, the user is
+    offline with that text.
+    """
+    tracker = PresenceTracker()
+    tracker.available("a@example.test", "r", presence())
+    tracker.unavailable("a@example.test", "r", "Gone fishing")
+    shown = tracker.shown("a@example.test")
+    assert (shown.state, shown.status, shown.stanza) == (State.OFFLINE, "Gone fishing", None)
+
+
+def test_lastResourceLeavingWithoutStatus():
+    """
+    When the last resource goes offline without a status text, the user
+    is plainly offline.
+    """
+    tracker = PresenceTracker()
+    tracker.available("a@example.test", "r", presence())
+    tracker.unavailable("a@example.test", "r", None)
+    assert tracker.shown("a@example.test") is OFFLINE
+
+
+def test_bareUnavailableRemovesAllResources():
+    """
+    An unavailable presence from the bare JID takes every resource offline.
+    """
+    tracker = PresenceTracker()
+    tracker.available("a@example.test", "one", presence())
+    tracker.available("a@example.test", "two", presence())
+    tracker.unavailable("a@example.test", None, None)
+    assert tracker.shown("a@example.test") is OFFLINE
+    assert tracker.onlineCount() == 0
+
+
+def test_unavailableForUnknownResource():
+    """
+    An unavailable presence for a resource that was not online leaves the
+    others as they are.
+    """
+    tracker = PresenceTracker()
+    tracker.available("a@example.test", "one", presence(State.XA))
+    tracker.unavailable("a@example.test", "ghost", "x")
+    assert tracker.shown("a@example.test").state is State.XA
+
+
+def test_clearForgetsEverything():
+    """
+    After clear, every user is offline, without kept status texts.
+    """
+    tracker = PresenceTracker()
+    tracker.available("a@example.test", "r", presence())
+    tracker.available("b@example.test", "r", presence())
+    tracker.unavailable("b@example.test", "r", "later")
+    tracker.clear()
+    assert tracker.shown("a@example.test") is OFFLINE
+    assert tracker.shown("b@example.test") is OFFLINE
+
+
+def test_onlineCount():
+    """
+    onlineCount counts users with an online resource, not resources.
+    """
+    tracker = PresenceTracker()
+    tracker.available("a@example.test", "one", presence())
+    tracker.available("a@example.test", "two", presence())
+    tracker.available("b@example.test", "one", presence())
+    tracker.unavailable("c@example.test", None, "gone")
+    assert tracker.onlineCount() == 2
+
+
+def test_stateFromShow():
+    """
+    The show values of RFC 6121 map to their states; none or anything else
+    is plain available.
+    """
+    assert [stateFromShow(s) for s in ("chat", "away", "xa", "dnd", None, "bogus")] == [
+        State.CHAT, State.AWAY, State.XA, State.DND, State.AVAILABLE, State.AVAILABLE,
+    ]

@@ -1,0 +1,426 @@
+"""
+Tests for L{presenced.web} and L{presenced.answers}: the HTTP API, driven
+through a real twisted.web site over an in-memory transport.
+"""
+
+from urllib.parse import quote
+
+import pytest
+from twisted.internet import defer, task
+
+from presenced.access import AccessPolicy, RosterCache
+from presenced.answers import AnswerRenderer, loadImages
+from presenced.config import DEFAULT_LABELS, defaultImageDirectory
+from presenced.presence import PresenceTracker, ResourcePresence, State
+from presenced.web import StatusResource, buildSite, parseQuery, BadRequest
+
+from webhelpers import Connection, request
+
+DOMAIN = "example.test"
+IMAGES = loadImages(defaultImageDirectory())
+STATUS = "/plugins/presence/status"
+
+
+class Fixture:
+    """
+    A site over a tracker, with rosters answered by the test.
+    """
+
+    def __init__(self, public: bool = True) -> None:
+        self.clock = task.Clock()
+        self.tracker = PresenceTracker()
+        self.fetches: dict[str, defer.Deferred] = {}
+        self.rosters = RosterCache(self.fetch, self.clock, ttl=30)
+        self.policy = AccessPolicy(public, self.rosters)
+        labels = dict(DEFAULT_LABELS)
+        self.site = buildSite(StatusResource(self.tracker, self.policy, AnswerRenderer(IMAGES, labels), DOMAIN))
+
+    def fetch(self, user):
+        self.fetches[user] = defer.Deferred()
+        return self.fetches[user]
+
+    def online(self, user, resource="home", state=State.AVAILABLE, status=None):
+        stanza = f"<presence from='{user}/{resource}'/>"
+        self.tracker.available(user, resource, ResourcePresence(state, status, 0, 0.0, stanza))
+
+    def get(self, query, method="GET"):
+        if method == "POST":
+            return request(self.site, "POST", STATUS, query.encode(),
+                           {"Content-Type": "application/x-www-form-urlencoded"})
+        return request(self.site, method, f"{STATUS}?{query}")
+
+
+@pytest.fixture
+def public():
+    return Fixture(public=True)
+
+
+@pytest.fixture
+def private():
+    return Fixture(public=False)
+
+
+def test_imageOfOnlineUser(public):
+    """
+    The default answer is the PNG icon of the user's state, never cached.
+    """
+    public.online("alice@example.test", state=State.DND)
+    response = public.get("jid=alice@example.test")
+    assert response.code == 200
+    assert response.headers["content-type"] == "image/png"
+    assert response.body == IMAGES[State.DND].data
+    assert "no-cache" in response.headers["cache-control"]
+
+
+@pytest.mark.parametrize("state", [State.AVAILABLE, State.CHAT, State.AWAY, State.XA, State.DND])
+def test_imageForEveryOnlineState(public, state):
+    """
+    Each online state has its own icon.
+    """
+    public.online("alice@example.test", state=state)
+    assert public.get("jid=alice@example.test&type=image").body == IMAGES[state].data
+
+
+def test_unknownUserLooksOfflineWhenPublic(public):
+    """
+    In public mode a user who is not online, or does not exist, is offline.
+    """
+    assert public.get("jid=nobody@example.test").body == IMAGES[State.OFFLINE].data
+
+
+def test_resourceInJidIsIgnored(public):
+    """
+    A resource in jid is ignored: the bare user's presence is answered.
+    """
+    public.online("alice@example.test", state=State.AWAY)
+    assert public.get("jid=alice@example.test/whatever").body == IMAGES[State.AWAY].data
+
+
+def test_jidIsNormalised(public):
+    """
+    jid is compared after stringprep, so case does not matter.
+    """
+    public.online("alice@example.test", state=State.CHAT)
+    assert public.get("jid=Alice@Example.TEST").body == IMAGES[State.CHAT].data
+
+
+def test_textIsStatusMessage(public):
+    """
+    type=text answers the user's status message as UTF-8 text.
+    """
+    public.online("alice@example.test", status="Café ☕ <b>")
+    response = public.get("jid=alice@example.test&type=text")
+    assert response.headers["content-type"] == "text/plain; charset=utf-8"
+    assert response.body == "Café ☕ <b>".encode("utf-8")
+
+
+@pytest.mark.parametrize("state,label", [
+    (State.AVAILABLE, "Available"), (State.CHAT, "Free to chat"), (State.AWAY, "Away"),
+    (State.XA, "Extended away"), (State.DND, "Do not disturb"),
+])
+def test_textWithoutStatusIsLabel(public, state, label):
+    """
+    Without a status message, type=text answers the state's label.
+    """
+    public.online("alice@example.test", state=state)
+    assert public.get("jid=alice@example.test&type=text").body == label.encode()
+
+
+def test_textOfflineUsesLastStatus(public):
+    """
+    An offline user's text is the status of their last unavailable
+    presence, else the configured unavailable status.
+    """
+    public.online("alice@example.test")
+    public.tracker.unavailable("alice@example.test", "home", "Gone home")
+    assert public.get("jid=alice@example.test&type=text").body == b"Gone home"
+    assert public.get("jid=bob@example.test&type=text").body == b"Unavailable"
+
+
+def test_xmlOfOnlineUser(public):
+    """
+    type=xml answers the shown resource's presence stanza.
+    """
+    public.online("alice@example.test", resource="desk")
+    response = public.get("jid=alice@example.test&type=xml")
+    assert response.headers["content-type"] == "text/xml; charset=utf-8"
+    assert response.body == b"<presence from='alice@example.test/desk'/>"
+
+
+def test_xmlOfOfflineUser(public):
+    """
+    An offline user's XML is an unavailable presence from the bare JID,
+    with the last status when known, escaped.
+    """
+    assert public.get("jid=bob@example.test&type=xml").body == (
+        b"<presence type='unavailable' from='bob@example.test'/>"
+    )
+    public.online("bob@example.test")
+    public.tracker.unavailable("bob@example.test", "home", "<bye> & 'so long'")
+    assert public.get("jid=bob@example.test&type=xml").body == (
+        b"<presence type='unavailable' from='bob@example.test'>"
+        b"<status>&lt;bye&gt; &amp; 'so long'</status></presence>"
+    )
+
+
+def test_otherDomainIsForbidden(public):
+    """
+    A user on another domain gets the forbidden answer, even in public mode.
+    """
+    response = public.get("jid=eve@elsewhere.test&type=text")
+    assert (response.code, response.body) == (200, b"Forbidden")
+
+
+def test_forbiddenXml(private):
+    """
+    The forbidden XML is a 403 error presence from the user to the requester.
+    """
+    response = private.get("jid=alice@example.test&type=xml")
+    assert response.body == (
+        b"<presence type='error' from='alice@example.test'><error code='403' type='auth'>"
+        b"<forbidden xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></presence>"
+    )
+    connection = Connection(private.site)
+    connection.send("GET", f"{STATUS}?jid=alice@example.test&req_jid=eve@example.test&type=xml")
+    private.fetches["alice@example.test"].callback(frozenset())
+    assert connection.response().body == (
+        b"<presence type='error' from='alice@example.test' to='eve@example.test'>"
+        b"<error code='403' type='auth'><forbidden xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/>"
+        b"</error></presence>"
+    )
+
+
+def test_privateWithoutRequesterIsForbidden(private):
+    """
+    In subscribers-only mode, a request without req_jid is forbidden,
+    without reading any roster.
+    """
+    private.online("alice@example.test")
+    response = private.get("jid=alice@example.test")
+    assert response.body == IMAGES[State.FORBIDDEN].data
+    assert private.fetches == {}
+
+
+def test_privateUserMaySeeThemself(private):
+    """
+    A user may always see their own presence.
+    """
+    private.online("alice@example.test", state=State.AWAY)
+    assert private.get("jid=alice@example.test&req_jid=alice@example.test/phone").body == (
+        IMAGES[State.AWAY].data
+    )
+
+
+def test_privateSubscriberMaySee(private):
+    """
+    A requester in the user's roster with a presence subscription is
+    answered once the roster arrives.
+    """
+    private.online("alice@example.test", state=State.CHAT)
+    connection = Connection(private.site)
+    connection.send("GET", f"{STATUS}?jid=alice@example.test&req_jid=bob@example.test")
+    assert connection.response() is None
+    private.fetches["alice@example.test"].callback(frozenset({"bob@example.test"}))
+    assert connection.response().body == IMAGES[State.CHAT].data
+
+
+def test_forbiddenLooksTheSameWhateverTheReason(private):
+    """
+    Not subscribed, unknown user, other domain, failed roster: the same
+    forbidden answer.
+    """
+    private.online("alice@example.test")
+    answers = []
+    for user, outcome in [("alice", frozenset({"carol@example.test"})), ("ghost", frozenset()),
+                          ("alice2", Exception("boom"))]:
+        connection = Connection(private.site)
+        connection.send("GET", f"{STATUS}?jid={user}@example.test&req_jid=eve@example.test&type=text")
+        d = private.fetches[f"{user}@example.test"]
+        d.errback(outcome) if isinstance(outcome, Exception) else d.callback(outcome)
+        answers.append(connection.response())
+    answers.append(private.get("jid=alice@other.test&req_jid=eve@example.test&type=text"))
+    assert {(r.code, r.body) for r in answers} == {(200, b"Forbidden")}
+    assert len({tuple(sorted((k, v) for k, v in r.headers.items() if k != "date")) for r in answers}) == 1
+
+
+def test_concurrentRequestsShareOneRosterFetch(private):
+    """
+    Concurrent requests about one user wait for the same roster fetch, and
+    a later one within the TTL uses the cached roster.
+    """
+    first, second = Connection(private.site), Connection(private.site)
+    first.send("GET", f"{STATUS}?jid=alice@example.test&req_jid=bob@example.test&type=text")
+    second.send("GET", f"{STATUS}?jid=alice@example.test&req_jid=carol@example.test&type=text")
+    private.fetches.pop("alice@example.test").callback(frozenset({"bob@example.test"}))
+    assert first.response().body == b"Unavailable"
+    assert second.response().body == b"Forbidden"
+    assert private.get("jid=alice@example.test&req_jid=bob@example.test&type=text").body == b"Unavailable"
+    assert private.fetches == {}
+    private.clock.advance(31)
+    third = Connection(private.site)
+    third.send("GET", f"{STATUS}?jid=alice@example.test&req_jid=bob@example.test&type=text")
+    assert "alice@example.test" in private.fetches
+
+
+def test_clientGoneBeforeRoster(private):
+    """
+    A client that disconnects while its roster is fetched is not written to.
+    """
+    connection = Connection(private.site)
+    connection.send("GET", f"{STATUS}?jid=alice@example.test&req_jid=bob@example.test")
+    connection.channel.connectionLost(Exception("gone"))
+    private.fetches["alice@example.test"].callback(frozenset({"bob@example.test"}))
+    assert connection.transport.value() == b""
+
+
+def test_imagesTemplateRedirects(public):
+    """
+    images= redirects to the template with --IMAGE-- replaced by the state.
+    """
+    public.online("alice@example.test", state=State.XA)
+    template = quote("https://cdn.example.org/icons/--IMAGE--.png", safe="")
+    response = public.get(f"jid=alice@example.test&images={template}")
+    assert response.code == 302
+    assert response.headers["location"] == "https://cdn.example.org/icons/xa.png"
+    assert response.body == b""
+    assert "no-cache" in response.headers["cache-control"]
+
+
+def test_perStateURLOverridesTemplate(public):
+    """
+    A per-state URL overrides images= for that state only.
+    """
+    template = quote("http://img.example.org/--IMAGE--.gif", safe="")
+    offline = quote("http://img.example.org/gone.png?size=16&x=y", safe="")
+    response = public.get(f"jid=alice@example.test&images={template}&offline={offline}")
+    assert response.headers["location"] == "http://img.example.org/gone.png?size=16&x=y"
+    public.online("alice@example.test")
+    response = public.get(f"jid=alice@example.test&images={template}&offline={offline}")
+    assert response.headers["location"] == "http://img.example.org/available.gif"
+
+
+def test_perStateURLWithoutTemplate(public):
+    """
+    Without images=, states with no URL of their own get the built-in icon.
+    """
+    dnd = quote("https://example.org/busy.png", safe="")
+    assert public.get(f"jid=alice@example.test&dnd={dnd}").body == IMAGES[State.OFFLINE].data
+    public.online("alice@example.test", state=State.DND)
+    assert public.get(f"jid=alice@example.test&dnd={dnd}").headers["location"] == "https://example.org/busy.png"
+
+
+def test_forbiddenRedirect(private):
+    """
+    The forbidden state can redirect too.
+    """
+    forbidden = quote("https://example.org/no.png", safe="")
+    response = private.get(f"jid=alice@example.test&forbidden={forbidden}")
+    assert (response.code, response.headers["location"]) == (302, "https://example.org/no.png")
+
+
+def test_internationalURLIsEncoded(public):
+    """
+    A non-ASCII URL is sent as a valid URI.
+    """
+    url = quote("https://bücher.example/ä/--IMAGE--.png", safe="")
+    response = public.get(f"jid=alice@example.test&images={url}")
+    assert response.headers["location"] == "https://xn--bcher-kva.example/%C3%A4/offline.png"
+
+
+def test_postAndHeadBehaveLikeGet(public):
+    """
+    POST with a form body and HEAD answer like GET (HEAD without a body).
+    """
+    public.online("alice@example.test", status="Hello")
+    assert public.get("jid=alice%40example.test&type=text", method="POST").body == b"Hello"
+    response = public.get("jid=alice@example.test&type=text", method="HEAD")
+    assert (response.code, response.body) == (200, b"")
+
+
+def test_otherMethodsNotAllowed(public):
+    """
+    Methods other than GET, HEAD and POST are refused.
+    """
+    response = public.get("jid=alice@example.test", method="DELETE")
+    assert (response.code, response.headers["allow"]) == (405, "GET, HEAD, POST")
+
+
+def test_oversizedBodyRefused(public):
+    """
+    A POST body over the limit is answered with 413 and never processed.
+    """
+    body = b"jid=alice@example.test&pad=" + b"x" * (70 * 1024)
+    response = request(public.site, "POST", STATUS, body, {"Content-Type": "application/x-www-form-urlencoded"})
+    assert response.code == 413
+
+
+def test_answersCarrySafetyHeaders(public):
+    """
+    Answers forbid content sniffing and run nothing when opened directly.
+    """
+    response = public.get("jid=alice@example.test&type=xml")
+    assert response.headers["x-content-type-options"] == "nosniff"
+    assert "sandbox" in response.headers["content-security-policy"]
+
+
+@pytest.mark.parametrize("query,reason", [
+    ("", "jid is required"),
+    ("jid=", "jid is required"),
+    ("jid=example.test", "jid must name a user (user@domain)"),
+    ("jid=a@b@c", "jid is not a valid JID"),
+    ("jid=%FF%FE@example.test", "jid is not valid UTF-8"),
+    ("jid=" + "a" * 4000 + "@example.test", "jid is too long"),
+    ("jid=a@example.test&jid=b@example.test", "jid is given more than once"),
+    ("jid=a@example.test&req_jid=%40%40", "req_jid is not a valid JID"),
+    ("jid=a@example.test&type=html", "type must be image, text or xml"),
+    ("jid=a@example.test&images=http://x.example/a.png", "images must contain --IMAGE--"),
+    ("jid=a@example.test&images=ftp://x.example/--IMAGE--", "images must be an absolute http or https URL"),
+    ("jid=a@example.test&images=/--IMAGE--.png", "images must be an absolute http or https URL"),
+    ("jid=a@example.test&images=javascript:alert(1)--IMAGE--", "images must be an absolute http or https URL"),
+    ("jid=a@example.test&away=http://x.example/%0d%0aSet-Cookie:x", "away must not contain spaces or control characters"),
+    ("jid=a@example.test&dnd=http://x.example/" + "a" * 3000, "dnd is too long"),
+    ("jid=a@example.test&offline=http://[::1", "offline is not a valid URL"),
+])
+def test_badRequests(public, query, reason):
+    """
+    Bad parameters get 400 with a short plain-text reason.
+    """
+    response = public.get(query)
+    assert response.code == 400
+    assert response.headers["content-type"] == "text/plain; charset=utf-8"
+    assert response.body == (reason + "\n").encode()
+
+
+def test_badRequestReadsNoRoster(private):
+    """
+    A bad request is refused before anything else happens.
+    """
+    assert private.get("jid=alice@example.test&req_jid=bob@example.test&type=bogus").code == 400
+    assert private.fetches == {}
+
+
+def test_unknownParametersIgnored(public):
+    """
+    Parameters the API does not know (cache busters) are ignored.
+    """
+    assert public.get("jid=alice@example.test&t=12345").code == 200
+
+
+def test_parseQuery():
+    """
+    parseQuery normalises JIDs and collects redirects per state.
+    """
+    query = parseQuery({b"jid": [b"Alice@Example.test/x"], b"req_jid": [b"Bob@example.test"],
+                        b"type": [b"xml"], b"chat": [b"http://e.example/c.png"]})
+    assert (query.user, query.requester, query.kind) == ("alice@example.test", "bob@example.test", "xml")
+    assert query.redirects == {State.CHAT: "http://e.example/c.png"}
+    with pytest.raises(BadRequest):
+        parseQuery({})
+
+
+def test_otherPathsAreNotFound(public):
+    """
+    Only the status resource exists.
+    """
+    assert request(public.site, "GET", "/plugins/presence/other").code == 404
+    assert request(public.site, "GET", "/").code == 404
