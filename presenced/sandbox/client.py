@@ -55,13 +55,13 @@ class SandboxClient:
         self.host = host
         self.port = port
         self.factory = xmlstream.XmlStreamFactory(_LoopbackAuthenticator(self.jid, password))
-        self.factory.maxRetries = 0
         self.manager = StreamManager(self.factory, reactor=reactor)
         self.presence = _SubscriptionAutoApprover()
         self.presence.setHandlerParent(self.manager)
         self.roster = RosterClientProtocol()
         self.roster.setHandlerParent(self.manager)
         self._protocol = None
+        self._ended: defer.Deferred = defer.Deferred()
 
     async def connect(self, timeout: float = 15.0) -> "SandboxClient":
         """
@@ -73,6 +73,7 @@ class SandboxClient:
         ready.addTimeout(timeout, self.reactor)
         endpoint = TCP4ClientEndpoint(self.reactor, self.host, self.port)
         self._protocol = await endpoint.connect(self.factory)
+        self._protocol.addOnetimeObserver(xmlstream.STREAM_END_EVENT, lambda _: self._ended.callback(None))
         xs = await ready
         self.jid = xs.authenticator.jid
         return self
@@ -102,22 +103,19 @@ class SandboxClient:
         roster = await self.roster.getRoster()
         return {entity.userhost(): item for entity, item in roster.items()}
 
-    def disconnect(self) -> defer.Deferred:
+    async def disconnect(self) -> None:
         """
-        Close the stream; fires when the connection is closed.
+        Close the stream, if it is open, and wait until it is closed.
         """
-        done: defer.Deferred = defer.Deferred()
-        if self._protocol is None or self._protocol.transport is None:
-            done.callback(None)
-            return done
-        self._protocol.addOnetimeObserver(xmlstream.STREAM_END_EVENT, lambda _: done.called or done.callback(None))
-        self.factory.stopTrying()
+        if self._protocol is None or self._ended.called:
+            return
+        ended: defer.Deferred = defer.Deferred()
+        self._ended.addCallback(lambda _: ended.callback(None))
         self._protocol.transport.loseConnection()
-        return done
+        await ended
 
     def drop(self) -> None:
         """
         Cut the TCP connection without closing the stream, as a crash would.
         """
-        self.factory.stopTrying()
         self._protocol.transport.abortConnection()

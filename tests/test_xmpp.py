@@ -1,0 +1,370 @@
+"""
+Tests for L{presenced.xmpp}: the component's handlers, fed real XML over
+an in-memory stream.
+"""
+
+import pytest
+from twisted.internet import task
+from twisted.internet.testing import StringTransport
+from twisted.logger import LogLevel, capturedLogs
+from twisted.python.failure import Failure
+from twisted.words.protocols.jabber import error, xmlstream
+
+from presenced.presence import OFFLINE, PresenceTracker, State
+from presenced.xmpp import (
+    ComponentConnection, ComponentStreamFactory, LinkMonitor, PresenceFeed,
+    PrivilegeListener, RosterReader, RosterUnavailable,
+)
+
+DOMAIN = "example.test"
+COMPONENT = "presence.example.test"
+
+
+class Link:
+    """
+    A component link over an in-memory transport, with every handler of
+    presenced attached, after a successful handshake.
+    """
+
+    def __init__(self) -> None:
+        self.clock = task.Clock()
+        self.tracker = PresenceTracker()
+        self.connection = ComponentConnection(self.clock, "127.0.0.1", 5347, COMPONENT, "secret")
+        self.monitor = LinkMonitor(self.clock)
+        self.monitor.setHandlerParent(self.connection)
+        self.feed = PresenceFeed(self.tracker, DOMAIN, self.clock)
+        self.feed.setHandlerParent(self.connection)
+        self.privileges = PrivilegeListener(DOMAIN)
+        self.privileges.setHandlerParent(self.connection)
+        self.rosters = RosterReader(self.monitor, timeout=5)
+        self.rosters.setHandlerParent(self.connection)
+        self.connect()
+
+    def connect(self) -> None:
+        self.xs = self.connection.factory.buildProtocol(None)
+        self.transport = StringTransport()
+        self.xs.makeConnection(self.transport)
+        self.receive(
+            f"<stream:stream xmlns='jabber:component:accept' "
+            f"xmlns:stream='http://etherx.jabber.org/streams' from='{COMPONENT}' id='s1'>"
+        )
+        self.receive("<handshake/>")
+        self.transport.clear()
+
+    def receive(self, xml: str) -> None:
+        self.xs.dataReceived(xml.encode("utf-8"))
+
+    def sent(self) -> str:
+        data = self.transport.value().decode("utf-8")
+        self.transport.clear()
+        return data
+
+    def drop(self) -> None:
+        self.xs.connectionLost(Failure(Exception("gone")))
+
+
+@pytest.fixture
+def link():
+    return Link()
+
+
+def test_availablePresenceIsTracked(link):
+    """
+    An available presence from a user's resource is recorded with its
+    show, status and priority, and its stanza kept without the component
+    address or the stream namespace.
+    """
+    link.receive(
+        f"<presence from='alice@{DOMAIN}/desk' to='{COMPONENT}'><show>away</show>"
+        "<status>Back soon</status><priority>3</priority>"
+        "<c xmlns='http://jabber.org/protocol/caps' ver='v'/></presence>"
+    )
+    shown = link.tracker.shown(f"alice@{DOMAIN}")
+    assert (shown.state, shown.status) == (State.AWAY, "Back soon")
+    assert shown.stanza == (
+        f"<presence from='alice@{DOMAIN}/desk'><show>away</show><status>Back soon</status>"
+        "<priority>3</priority><c xmlns='http://jabber.org/protocol/caps' ver='v'/></presence>"
+    )
+
+
+def test_priorityDecidesBetweenResources(link):
+    """
+    Priorities are read from the stanza and break ties between resources.
+    """
+    link.receive(f"<presence from='alice@{DOMAIN}/a'><status>a</status><priority>1</priority></presence>")
+    link.receive(f"<presence from='alice@{DOMAIN}/b'><status>b</status><priority>9</priority></presence>")
+    link.receive(f"<presence from='alice@{DOMAIN}/c'><status>c</status><priority>-5</priority></presence>")
+    assert link.tracker.shown(f"alice@{DOMAIN}").status == "b"
+
+
+def test_unavailableKeepsStatus(link):
+    """
+    An unavailable presence takes the resource offline and keeps its
+    status text.
+    """
+    link.receive(f"<presence from='alice@{DOMAIN}/desk'/>")
+    link.receive(f"<presence type='unavailable' from='alice@{DOMAIN}/desk'><status>Disconnected: closed</status></presence>")
+    shown = link.tracker.shown(f"alice@{DOMAIN}")
+    assert (shown.state, shown.status) == (State.OFFLINE, "Disconnected: closed")
+
+
+def test_statusWithoutLanguagePreferred(link):
+    """
+    Of several status texts, the one without xml:lang is used, else the first.
+    """
+    link.receive(
+        f"<presence from='alice@{DOMAIN}/x'><status xml:lang='de'>Weg</status>"
+        "<status>Away</status></presence>"
+    )
+    assert link.tracker.shown(f"alice@{DOMAIN}").status == "Away"
+    link.receive(
+        f"<presence from='bob@{DOMAIN}/x'><status xml:lang='de'>Weg</status>"
+        "<status xml:lang='fr'>Parti</status></presence>"
+    )
+    assert link.tracker.shown(f"bob@{DOMAIN}").status == "Weg"
+
+
+@pytest.mark.parametrize("stanza", [
+    "<presence from='mallory@elsewhere.test/x'/>",
+    f"<presence from='{DOMAIN}'/>",
+    "<presence from='not@@valid/x'/>",
+    "<presence/>",
+    f"<presence type='subscribe' from='alice@{DOMAIN}'/>",
+    f"<presence type='probe' from='alice@{DOMAIN}/x'/>",
+    f"<presence type='error' from='alice@{DOMAIN}/x'/>",
+    f"<presence from='alice@{DOMAIN}'/>",
+])
+def test_ignoredPresence(link, stanza):
+    """
+    Presence from other domains, the server, unparseable senders, bare
+    JIDs without a resource, and of other types changes nothing.
+    """
+    with capturedLogs() as events:
+        link.receive(stanza)
+    assert link.tracker.shown(f"alice@{DOMAIN}") is OFFLINE
+    assert link.tracker.shown("mallory@elsewhere.test") is OFFLINE
+    assert [e for e in events if e["log_level"] >= LogLevel.warn] == []
+
+
+@pytest.mark.parametrize("priority,expected", [("abc", "other"), ("99999", "bad"), ("-99999", "other")])
+def test_badPriorities(link, priority, expected):
+    """
+    A malformed priority counts as 0; out-of-range ones are clamped to
+    -128..127.
+    """
+    link.receive(f"<presence from='alice@{DOMAIN}/o'><status>other</status><priority>1</priority></presence>")
+    link.receive(f"<presence from='alice@{DOMAIN}/b'><status>bad</status><priority>{priority}</priority></presence>")
+    assert link.tracker.shown(f"alice@{DOMAIN}").status == expected
+
+
+def test_longStatusIsCut(link):
+    """
+    Status texts are cut to a sane length.
+    """
+    link.receive(f"<presence from='alice@{DOMAIN}/x'><status>{'x' * 5000}</status></presence>")
+    assert len(link.tracker.shown(f"alice@{DOMAIN}").status) == 1024
+
+
+def test_linkLossForgetsPresence(link):
+    """
+    When the link is lost, nobody is shown online any more.
+    """
+    link.receive(f"<presence from='alice@{DOMAIN}/desk'/>")
+    link.drop()
+    assert link.tracker.shown(f"alice@{DOMAIN}") is OFFLINE
+    assert link.monitor.connected is False
+
+
+def test_linkMonitor(link):
+    """
+    The link monitor knows when the stream is up and tells listeners.
+    """
+    changes = []
+    link.monitor.listeners.append(changes.append)
+    assert link.monitor.connected is True
+    link.clock.advance(7)
+    link.drop()
+    assert (changes, link.monitor.since) == ([False], 7)
+
+
+def test_privilegeAdvertisementLogged(link):
+    """
+    The granted privileges are recorded and logged; no warning when
+    presence and roster access are granted.
+    """
+    with capturedLogs() as events:
+        link.receive(
+            f"<message from='{DOMAIN}' to='{COMPONENT}'><privilege xmlns='urn:xmpp:privilege:2'>"
+            "<perm access='roster' type='get'/><perm access='presence' type='roster'/>"
+            "</privilege></message>"
+        )
+    assert link.privileges.granted == {"roster": "get", "presence": "roster"}
+    assert [e["log_level"] for e in events] == [LogLevel.info]
+
+
+def test_missingPrivilegesWarned(link):
+    """
+    Missing presence or roster permissions are each warned about; the
+    older namespace of ejabberd is understood too.
+    """
+    with capturedLogs() as events:
+        link.receive(
+            f"<message from='{DOMAIN}'><privilege xmlns='urn:xmpp:privilege:1'>"
+            "<perm access='message' type='outgoing'/></privilege></message>"
+        )
+    warnings = [e for e in events if e["log_level"] == LogLevel.warn]
+    assert len(warnings) == 2
+    assert link.privileges.granted == {"message": "outgoing"}
+
+
+def test_privilegesFromElsewhereIgnored(link):
+    """
+    A privilege advertisement that does not come from the server is ignored.
+    """
+    link.receive(
+        f"<message from='mallory@{DOMAIN}/x'><privilege xmlns='urn:xmpp:privilege:2'>"
+        "<perm access='roster' type='both'/></privilege></message>"
+    )
+    assert link.privileges.granted == {}
+
+
+def test_rosterRead(link):
+    """
+    A privileged roster get is sent to the user's bare JID; items with a
+    from or both subscription are the subscribers.
+    """
+    results = []
+    link.rosters.subscribers(f"alice@{DOMAIN}").addBoth(results.append)
+    request = link.sent()
+    assert f"to='alice@{DOMAIN}'" in request and "jabber:iq:roster" in request
+    assert f"from='{COMPONENT}'" in request
+    iqID = request.split("id='")[1].split("'")[0]
+    link.receive(
+        f"<iq type='result' id='{iqID}' from='alice@{DOMAIN}' to='{COMPONENT}'>"
+        "<query xmlns='jabber:iq:roster'>"
+        f"<item jid='bob@{DOMAIN}' subscription='both'/>"
+        f"<item jid='carol@{DOMAIN}' subscription='from'/>"
+        f"<item jid='dave@{DOMAIN}' subscription='to'/>"
+        f"<item jid='erin@{DOMAIN}' subscription='none' ask='subscribe'/>"
+        "<item jid='@@bad' subscription='both'/>"
+        "</query></iq>"
+    )
+    assert results == [frozenset({f"bob@{DOMAIN}", f"carol@{DOMAIN}"})]
+
+
+def test_rosterErrorFails(link):
+    """
+    An error answer fails the read with RosterUnavailable.
+    """
+    results = []
+    link.rosters.subscribers(f"alice@{DOMAIN}").addBoth(results.append)
+    iqID = link.sent().split("id='")[1].split("'")[0]
+    link.receive(
+        f"<iq type='error' id='{iqID}' from='alice@{DOMAIN}'><error type='cancel'>"
+        "<forbidden xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></iq>"
+    )
+    assert results[0].check(RosterUnavailable)
+    assert "forbidden" in results[0].getErrorMessage()
+
+
+def test_rosterTimeoutFails(link):
+    """
+    No answer within the timeout fails the read with RosterUnavailable.
+    """
+    results = []
+    link.rosters.subscribers(f"alice@{DOMAIN}").addBoth(results.append)
+    link.clock.advance(4.9)
+    assert results == []
+    link.clock.advance(0.2)
+    assert results[0].check(RosterUnavailable)
+
+
+def test_rosterWithoutLinkFailsAtOnce(link):
+    """
+    Without a link, a roster read fails at once and sends nothing.
+    """
+    link.drop()
+    results = []
+    link.rosters.subscribers(f"alice@{DOMAIN}").addBoth(results.append)
+    assert results[0].check(RosterUnavailable)
+    assert link.transport.value() == b""
+
+
+class FakeConnector:
+    def __init__(self):
+        self.attempts = 0
+
+    def connect(self):
+        self.attempts += 1
+
+    def stopConnecting(self):
+        pass
+
+
+def test_retryDelayGrowsUntilAuthenticated():
+    """
+    Reconnect delays grow while handshakes fail, even though TCP connects,
+    are capped at a minute, and start over after a successful handshake.
+    """
+    clock = task.Clock()
+    factory = ComponentStreamFactory(COMPONENT, "secret", clock)
+    factory.jitter = 0
+    connector = FakeConnector()
+    delays = []
+    for attempt in range(12):
+        xs = factory.buildProtocol(None)
+        xs.makeConnection(StringTransport())
+        factory.clientConnectionLost(connector, Failure(Exception("closed")))
+        delays.append(factory._callID.getTime() - clock.seconds())
+        clock.advance(delays[-1])
+    assert all(later >= earlier - 1e-9 for earlier, later in zip(delays, delays[1:]))
+    assert delays[0] == pytest.approx(1.0)
+    assert delays[-1] == pytest.approx(60)
+    xs = factory.buildProtocol(None)
+    xs.makeConnection(StringTransport())
+    xs.dispatch(xs, xmlstream.STREAM_AUTHD_EVENT)
+    factory.clientConnectionLost(connector, Failure(Exception("closed")))
+    assert factory._callID.getTime() - clock.seconds() == pytest.approx(1.0)
+
+
+def test_rejectedSecretLogged():
+    """
+    A stream error not-authorized is logged as a rejected secret.
+    """
+    factory = ComponentStreamFactory(COMPONENT, "secret", task.Clock())
+    xs = factory.buildProtocol(None)
+    xs.makeConnection(StringTransport())
+    with capturedLogs() as events:
+        xs.dispatch(Failure(error.StreamError("not-authorized")), xmlstream.STREAM_ERROR_EVENT)
+    assert [e["log_format"] for e in events if e["log_level"] == LogLevel.error] == [
+        "The XMPP server rejected the component secret for {jid}"
+    ]
+
+
+def test_handshakeTimeout():
+    """
+    A server that never completes the handshake is disconnected after the
+    handshake timeout.
+    """
+    clock = task.Clock()
+    factory = ComponentStreamFactory(COMPONENT, "secret", clock)
+    xs = factory.buildProtocol(None)
+    transport = StringTransport()
+    xs.makeConnection(transport)
+    clock.advance(29)
+    assert not transport.disconnecting
+    with capturedLogs():
+        clock.advance(2)
+    assert transport.disconnecting
+
+
+def test_handshakeTimerCancelledOnSuccess():
+    """
+    A completed handshake cancels the timeout.
+    """
+    clock = task.Clock()
+    factory = ComponentStreamFactory(COMPONENT, "secret", clock)
+    xs = factory.buildProtocol(None)
+    xs.makeConnection(StringTransport())
+    xs.dispatch(xs, xmlstream.STREAM_AUTHD_EVENT)
+    assert clock.getDelayedCalls() == []
