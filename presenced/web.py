@@ -189,6 +189,7 @@ class StatusResource(resource.Resource):
         if redirect is not None:
             request.setResponseCode(302)
             request.setHeader(b"Location", redirect.encode("ascii"))
+            request.setHeader(b"Content-Length", b"0")
             return b""
         if query.kind == "text":
             body = self.renderer.text(shown)
@@ -219,6 +220,7 @@ class PresenceRequest(server.Request):
     """
 
     _received = 0
+    defaultContentType = None
 
     def gotLength(self, length: int | None) -> None:
         super().gotLength(None if length is None else min(length, MAX_BODY))

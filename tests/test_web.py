@@ -282,7 +282,8 @@ def test_imagesTemplateRedirects(public):
     response = public.get(f"jid=alice@example.test&images={template}")
     assert response.code == 302
     assert response.headers["location"] == "https://cdn.example.org/icons/xa.png"
-    assert response.body == b""
+    assert (response.body, response.headers["content-length"]) == (b"", "0")
+    assert "content-type" not in response.headers
     assert "no-cache" in response.headers["cache-control"]
 
 
@@ -424,3 +425,17 @@ def test_otherPathsAreNotFound(public):
     """
     assert request(public.site, "GET", "/plugins/presence/other").code == 404
     assert request(public.site, "GET", "/").code == 404
+
+
+def test_redirectAfterRosterRead(private):
+    """
+    A redirect decided after a roster read is a complete, empty answer.
+    """
+    url = quote("https://example.org/--IMAGE--.png", safe="")
+    connection = Connection(private.site)
+    connection.send("GET", f"{STATUS}?jid=alice@example.test&req_jid=bob@example.test&images={url}")
+    private.fetches["alice@example.test"].callback(frozenset({"bob@example.test"}))
+    response = connection.response()
+    assert (response.code, response.headers["location"]) == (302, "https://example.org/offline.png")
+    assert (response.body, response.headers["content-length"]) == (b"", "0")
+    assert "content-type" not in response.headers

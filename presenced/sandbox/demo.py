@@ -25,7 +25,9 @@ PASSWORD = "demo-password"
 SESSIONS = {
     "alice": [("laptop", "chat", "Writing the release notes")],
     "bob": [("phone", "away", "At lunch")],
-    "carol": [("desktop", "dnd", "In a meeting until 3pm"), ("phone", None, None)],
+    "carol": [("desktop", "dnd", "In a meeting until 3pm")],
+    # Two clients: the more available one is shown, whatever the priorities.
+    "erin": [("laptop", "away", "Stepped out"), ("phone", "chat", "Ask me anything")],
     "dave": [],
 }
 
@@ -112,7 +114,7 @@ async def run(reactor, options: argparse.Namespace) -> None:
                 client = await SandboxClient(
                     reactor, f"{user}@{prosody.domain}/{resource}", PASSWORD, prosody.c2sPort
                 ).connect()
-                client.available(show=show, status=status, priority=5 if show else 0)
+                client.available(show=show, status=status, priority=5 if resource == "laptop" else 0)
                 clients.append(client)
         await _subscribe(reactor, clients, "alice", ["bob", "carol"])
 
