@@ -76,10 +76,13 @@ class HTTPSettings:
 
     @ivar listen: Twisted server endpoint descriptions.
     @ivar images: the directory holding one C{STATE.png} per L{State}.
+    @ivar access_log: C{"off"}, C{"stdout"}, or the path of a file that
+        access log lines (combined log format) are appended to.
     """
 
     listen: tuple[str, ...]
     images: Path
+    access_log: str
 
 
 @dataclass(frozen=True)
@@ -238,6 +241,17 @@ def _directory(raw: str) -> Path:
     return path
 
 
+def _accessLog(raw: str) -> str:
+    if raw in ("off", "stdout"):
+        return raw
+    path = Path(raw)
+    if not path.is_absolute():
+        raise ValueError(f"must be off, stdout or an absolute file path: {raw!r}")
+    if not path.parent.is_dir():
+        raise ValueError(f"the directory of {raw!r} does not exist")
+    return raw
+
+
 def fromString(text: str, name: str = "<string>") -> Settings:
     """
     Parse and validate settings from the text of an INI file.
@@ -270,6 +284,7 @@ def fromString(text: str, name: str = "<string>") -> Settings:
     http = HTTPSettings(
         listen=read.value("http", "listen", _endpoints, ("tcp:8080:interface=127.0.0.1",)),
         images=read.value("http", "images", _directory, defaultImageDirectory()),
+        access_log=read.value("http", "access_log", _accessLog, "off"),
     )
     labels = {
         state: read.value("presence", key, str, DEFAULT_LABELS[state])

@@ -113,6 +113,7 @@ class PresenceTracker:
 
     def __init__(self) -> None:
         self._users: dict[str, _User] = {}
+        self._online = 0
 
     def available(self, user: str, resource: str, presence: ResourcePresence) -> None:
         """
@@ -123,6 +124,8 @@ class PresenceTracker:
         entry = self._users.get(user)
         if entry is None:
             entry = self._users[user] = _User()
+        if not entry.resources:
+            self._online += 1
         entry.resources[resource] = presence
         entry.shown = _choose(entry.resources)
 
@@ -138,10 +141,13 @@ class PresenceTracker:
         entry = self._users.get(user)
         if entry is None:
             entry = self._users[user] = _User()
+        wasOnline = bool(entry.resources)
         if resource is None:
             entry.resources.clear()
         else:
             entry.resources.pop(resource, None)
+        if wasOnline and not entry.resources:
+            self._online -= 1
         if entry.resources:
             entry.shown = _choose(entry.resources)
         elif status:
@@ -161,12 +167,13 @@ class PresenceTracker:
         Forget everything: presence is no longer known.
         """
         self._users.clear()
+        self._online = 0
 
     def onlineCount(self) -> int:
         """
         The number of users with at least one online resource.
         """
-        return sum(1 for entry in self._users.values() if entry.resources)
+        return self._online
 
 
 def _choose(resources: dict[str, ResourcePresence]) -> Shown:

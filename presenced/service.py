@@ -1,18 +1,25 @@
 """
 The daemon's service tree: the XMPP link feeding the presence model, and
-the HTTP listeners serving it.
+the HTTP listeners serving it; and reloading its settings.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import signal
+from datetime import datetime, timezone
+
 from twisted.application import strports
 from twisted.application.service import MultiService
+from twisted.internet import defer
+from twisted.logger import Logger
 
+from presenced import __version__
 from presenced.access import AccessPolicy, RosterCache
 from presenced.answers import AnswerRenderer, loadImages
-from presenced.config import Settings
+from presenced.config import ConfigError, Settings, load
 from presenced.presence import PresenceTracker
-from presenced.web import StatusResource, buildSite
+from presenced.web import AccessLog, HealthResource, StatusResource, buildSite
 from presenced.xmpp import ComponentConnection, LinkMonitor, PresenceFeed, PrivilegeListener, RosterReader
 
 
@@ -21,37 +28,196 @@ class PresenceService(MultiService):
     presenced as one service: XMPP → presence model → HTTP.
 
     Its children are named C{xmpp} (the component link) and C{http} (the
-    listeners).
+    listeners).  L{reload} re-reads the settings file at C{configPath};
+    with C{reloadOnHangup}, SIGHUP does that.
 
+    @ivar settings: the settings in force.
     @ivar tracker: the presence model.
     @ivar link: whether the XMPP link is up.
     @ivar site: the HTTP site.
     """
 
-    def __init__(self, settings: Settings, reactor) -> None:
+    log = Logger()
+
+    def __init__(self, settings: Settings, reactor, configPath: str | None = None,
+                 reloadOnHangup: bool = False) -> None:
         super().__init__()
         self.settings = settings
+        self.reactor = reactor
+        self.configPath = configPath
+        self.reloadOnHangup = reloadOnHangup
         self.tracker = PresenceTracker()
+        self._reloading: defer.Deferred[bool] | None = None
+        self._reloadAgain: defer.Deferred[bool] | None = None
 
-        xmpp = settings.xmpp
-        connection = ComponentConnection(reactor, xmpp.host, xmpp.port, xmpp.jid, xmpp.secret)
-        connection.setName("xmpp")
-        connection.setServiceParent(self)
+        xmpp, presence = settings.xmpp, settings.presence
+        self.connection = ComponentConnection(reactor, xmpp.host, xmpp.port, xmpp.jid, xmpp.secret)
+        self.connection.setName("xmpp")
+        self.connection.setServiceParent(self)
         self.link = LinkMonitor(reactor)
-        self.link.setHandlerParent(connection)
-        PresenceFeed(self.tracker, xmpp.domain, reactor).setHandlerParent(connection)
-        PrivilegeListener(xmpp.domain).setHandlerParent(connection)
-        reader = RosterReader(self.link, settings.presence.roster_timeout)
-        reader.setHandlerParent(connection)
+        self.link.setHandlerParent(self.connection)
+        self.feed = PresenceFeed(self.tracker, xmpp.domain, reactor)
+        self.feed.setHandlerParent(self.connection)
+        self.privileges = PrivilegeListener(xmpp.domain)
+        self.privileges.setHandlerParent(self.connection)
+        self.rosterReader = RosterReader(self.link, presence.roster_timeout)
+        self.rosterReader.setHandlerParent(self.connection)
 
-        rosters = RosterCache(reader.subscribers, reactor, settings.presence.roster_ttl)
-        self.link.listeners.append(lambda connected: connected or rosters.clear())
-        policy = AccessPolicy(settings.presence.public, rosters)
-        renderer = AnswerRenderer(loadImages(settings.http.images), settings.presence.labels)
-        self.site = buildSite(StatusResource(self.tracker, policy, renderer, xmpp.domain))
+        self.rosters = RosterCache(self.rosterReader.subscribers, reactor, presence.roster_ttl)
+        self.link.listeners.append(lambda connected: connected or self.rosters.clear())
+        self.policy = AccessPolicy(presence.public, self.rosters)
+        renderer = AnswerRenderer(loadImages(settings.http.images), presence.labels)
+        self.status = StatusResource(self.tracker, self.policy, renderer, xmpp.domain)
+        self.site = buildSite(self.status, HealthResource(self.health), reactor)
+        self.site.setAccessLog(self._openAccessLog(settings.http.access_log))
 
-        http = MultiService()
-        http.setName("http")
-        http.setServiceParent(self)
+        self.http = MultiService()
+        self.http.setName("http")
+        self.http.setServiceParent(self)
+        self.listeners = {}
         for description in settings.http.listen:
-            strports.service(description, self.site, reactor=reactor).setServiceParent(http)
+            self.listeners[description] = self._listener(description)
+            self.listeners[description].setServiceParent(self.http)
+
+    def _listener(self, description: str):
+        return strports.service(description, self.site, reactor=self.reactor)
+
+    def _openAccessLog(self, target: str) -> AccessLog | None:
+        return None if target == "off" else AccessLog(target, self.reactor)
+
+    def health(self) -> tuple[bool, dict]:
+        """
+        Whether presence is known, and a summary for monitoring.
+        """
+        since = self.link.since
+        return self.link.connected, {
+            "xmpp": "connected" if self.link.connected else "disconnected",
+            "since": None if since is None else datetime.fromtimestamp(since, timezone.utc).isoformat(),
+            "users_online": self.tracker.onlineCount(),
+            "version": __version__,
+        }
+
+    def startService(self) -> None:
+        super().startService()
+        if self.reloadOnHangup:
+            signal.signal(signal.SIGHUP, self._hangup)
+
+    def stopService(self) -> defer.Deferred:
+        if self.reloadOnHangup:
+            signal.signal(signal.SIGHUP, signal.SIG_DFL)
+        self.site.setAccessLog(None)
+        return super().stopService()
+
+    def _hangup(self, signum, frame) -> None:
+        self.reactor.callFromThread(self.reload)
+
+    def reload(self) -> defer.Deferred[bool]:
+        """
+        Re-read the settings file and apply what changed.
+
+        Reloads never overlap: asked for during a reload, one more reload
+        runs after it (however often it was asked for).
+
+        @return: fires with whether new settings were applied (C{False}
+            when the file had errors or the change could not be made).
+        """
+        if self._reloading is None:
+            reloading = self._reloading = defer.ensureDeferred(self._reloadOnce())
+            reloading.addBoth(self._reloaded)
+            return _follow(reloading)
+        if self._reloadAgain is None:
+            self._reloadAgain = defer.Deferred()
+        return _follow(self._reloadAgain)
+
+    def _reloaded(self, result):
+        self._reloading = None
+        if self._reloadAgain is not None:
+            waiting, self._reloadAgain = self._reloadAgain, None
+            self.reload().chainDeferred(waiting)
+        return result
+
+    async def _reloadOnce(self) -> bool:
+        self.log.info("Reloading the settings from {path}", path=self.configPath)
+        try:
+            new = load(self.configPath)
+            images = loadImages(new.http.images)
+        except ConfigError as e:
+            for problem in e.problems:
+                self.log.error("{problem}", problem=problem)
+            self.log.error("Reload aborted: the configuration has errors; nothing was changed")
+            return False
+        except OSError as e:
+            self.log.error("Reload aborted: cannot read the images ({why}); nothing was changed", why=e)
+            return False
+        old = self.settings
+        changes = _differences(old, new)
+        if not changes:
+            self.log.info("Reload done: nothing changed")
+            return True
+        try:
+            await self._rebind(new.http.listen)
+        except Exception as e:
+            self.log.error("Reload aborted: cannot listen ({why}); nothing was changed", why=e)
+            return False
+
+        presence = new.presence
+        self.policy.public = presence.public
+        self.rosters.ttl = presence.roster_ttl
+        self.rosterReader.timeout = presence.roster_timeout
+        self.status.renderer = AnswerRenderer(images, presence.labels)
+        self.status.domain = self.feed.domain = self.privileges.serverDomain = new.xmpp.domain
+        self.site.setAccessLog(self._openAccessLog(new.http.access_log))
+        self.settings = new
+        if new.xmpp != old.xmpp:
+            self.rosters.clear()
+            await self.connection.reconnect(new.xmpp.host, new.xmpp.port, new.xmpp.jid, new.xmpp.secret)
+        self.log.info("Reload done; changed: {changes}", changes=", ".join(changes))
+        return True
+
+    async def _rebind(self, listen: tuple[str, ...]) -> None:
+        """
+        Listen on the new endpoints, then stop listening on the old ones.
+
+        If any new endpoint cannot listen, the other new ones are closed
+        again and the old ones are kept.
+        """
+        started = {}
+        try:
+            for description in listen:
+                if description not in self.listeners:
+                    started[description] = self._listener(description)
+                    started[description].setServiceParent(self.http)
+        except Exception:
+            for listener in started.values():
+                await listener.disownServiceParent()
+            raise
+        for description in [d for d in self.listeners if d not in listen]:
+            await self.listeners.pop(description).disownServiceParent()
+        self.listeners.update(started)
+
+
+def _follow(d: defer.Deferred) -> defer.Deferred:
+    """
+    A Deferred that fires with C{d}'s result, leaving C{d} as it is.
+    """
+    follower: defer.Deferred = defer.Deferred()
+
+    def passOn(result):
+        follower.callback(result)
+        return result
+
+    d.addCallback(passOn)
+    return follower
+
+
+def _differences(old: Settings, new: Settings) -> list[str]:
+    """
+    What changed between two settings, as C{section.key} names.
+    """
+    changed = []
+    for section in dataclasses.fields(Settings):
+        before, after = getattr(old, section.name), getattr(new, section.name)
+        for key in dataclasses.fields(before):
+            if getattr(before, key.name) != getattr(after, key.name):
+                changed.append(f"{section.name}.{key.name}")
+    return changed

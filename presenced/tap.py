@@ -59,4 +59,5 @@ def makeService(options: Options, reactor=None) -> PresenceService:
     """
     if reactor is None:
         from twisted.internet import reactor
-    return PresenceService(loadSettings(options["config"]), reactor)
+    return PresenceService(loadSettings(options["config"]), reactor, configPath=options["config"],
+                            reloadOnHangup=True)

@@ -9,10 +9,15 @@ that are refused look the same whatever the reason.
 
 from __future__ import annotations
 
+import json
+import sys
 from dataclasses import dataclass, field
 from functools import lru_cache
+from typing import IO, Callable
 
 import hyperlink
+from twisted.internet import task
+from twisted.internet.interfaces import IReactorTime
 from twisted.web import pages, resource, server
 from twisted.words.protocols.jabber.jid import InvalidFormat, JID
 
@@ -240,6 +245,96 @@ class PresenceRequest(server.Request):
         super().process()
 
 
+class HealthResource(resource.Resource):
+    """
+    C{/plugins/presence/health}: whether presence is known.
+
+    Answers 200 when the XMPP link is up and authenticated, 503 otherwise,
+    both with a small JSON body.
+    """
+
+    isLeaf = True
+
+    def __init__(self, report: Callable[[], tuple[bool, dict]]) -> None:
+        super().__init__()
+        self.report = report
+
+    def render_GET(self, request: server.Request) -> bytes:
+        healthy, body = self.report()
+        request.setResponseCode(200 if healthy else 503)
+        request.setHeader(b"Cache-Control", _COMMON_HEADERS[0][1])
+        return _body(request, Body(b"application/json", json.dumps(body).encode("utf-8")))
+
+
+class AccessLog:
+    """
+    Where access log lines go: standard output or a file, written through a
+    buffer that is flushed every second.
+
+    It is what L{PresenceSite} hands to twisted.web as its log file; the
+    site writes lines in the combined log format.
+    """
+
+    def __init__(self, target: str, clock: IReactorTime) -> None:
+        self.target = target
+        self._file: IO[str] = (
+            sys.__stdout__ if target == "stdout"
+            else open(target, "a", buffering=64 * 1024, encoding="utf-8", newline="\n")
+        )
+        self.write = self._file.write
+        self._flusher = task.LoopingCall(self.flush)
+        self._flusher.clock = clock
+        self._flusher.start(1.0, now=False)
+
+    def flush(self) -> None:
+        """
+        Write out what is buffered.
+        """
+        self._file.flush()
+
+    def close(self) -> None:
+        """
+        Flush, stop flushing, and close the file (standard output stays open).
+        """
+        if self._flusher.running:
+            self._flusher.stop()
+        self.flush()
+        if self._file is not sys.__stdout__:
+            self._file.close()
+
+
+class PresenceSite(server.Site):
+    """
+    The HTTP site: presence answers, health, and the access log.
+    """
+
+    noisy = False
+    displayTracebacks = False
+    requestFactory = PresenceRequest
+
+    def __init__(self, root: resource.IResource, reactor) -> None:
+        super().__init__(root, reactor=reactor)
+        self.accessLog: AccessLog | None = None
+
+    def setAccessLog(self, accessLog: AccessLog | None) -> None:
+        """
+        Write access log lines to C{accessLog} from now on, or nowhere.
+        """
+        previous, self.accessLog = self.accessLog, accessLog
+        if self.numPorts:
+            self.logFile = accessLog
+        if previous is not None and previous is not accessLog:
+            previous.close()
+
+    def startFactory(self) -> None:
+        super().startFactory()
+        self.logFile = self.accessLog
+
+    def stopFactory(self) -> None:
+        self.logFile = None
+        super().stopFactory()
+
+
 class _Directory(resource.Resource):
     """
     A path segment holding named children; anything else is not found.
@@ -249,9 +344,9 @@ class _Directory(resource.Resource):
         return pages.notFound("Not found", "There is no such resource.")
 
 
-def buildSite(status: StatusResource) -> server.Site:
+def buildSite(status: StatusResource, health: HealthResource, reactor) -> PresenceSite:
     """
-    The HTTP site: the status resource at C{/plugins/presence/status}.
+    The HTTP site: C{/plugins/presence/status} and C{/plugins/presence/health}.
     """
     root = _Directory()
     plugins = _Directory()
@@ -259,7 +354,5 @@ def buildSite(status: StatusResource) -> server.Site:
     root.putChild(b"plugins", plugins)
     plugins.putChild(b"presence", presence)
     presence.putChild(b"status", status)
-    site = server.Site(root, requestFactory=PresenceRequest)
-    site.displayTracebacks = False
-    site.noisy = False
-    return site
+    presence.putChild(b"health", health)
+    return PresenceSite(root, reactor)

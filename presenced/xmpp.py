@@ -314,6 +314,13 @@ class ComponentStreamFactory(xmlstream.XmlStreamFactory):
         self.addBootstrap(xmlstream.STREAM_AUTHD_EVENT, self._authenticated)
         self.addBootstrap(xmlstream.STREAM_ERROR_EVENT, self._streamError)
 
+    def setCredentials(self, jid: str, secret: str) -> None:
+        """
+        Use another component address and secret from the next connection on.
+        """
+        self.authenticator = jabber_component.ConnectComponentAuthenticator(jid, secret)
+        self.args = (self.authenticator,)
+
     def buildProtocol(self, addr):
         delay, retries = self.delay, self.retries
         xs = super().buildProtocol(addr)
@@ -364,6 +371,29 @@ class ComponentConnection(Component):
         self.host = host
         self.port = port
         self.authenticated = False
+
+    def reconnect(self, host: str, port: int, jid: str, secret: str) -> defer.Deferred[None]:
+        """
+        Drop the current link, and connect again with new settings once it
+        is closed.
+
+        @return: fires when the new connection attempt has started.
+        """
+        closed: defer.Deferred[None] = defer.Deferred()
+        if self.xmlstream is not None:
+            self.xmlstream.addOnetimeObserver(xmlstream.STREAM_END_EVENT, lambda _: closed.callback(None))
+        else:
+            closed.callback(None)
+        self.factory.stopTrying()
+        self._connection.disconnect()
+        self.host, self.port = host, port
+        self.factory.setCredentials(jid, secret)
+
+        def connectAgain(_):
+            self.factory.resetDelay()
+            self._connection = self._getConnection()
+
+        return closed.addCallback(connectAgain)
 
     def _getConnection(self):
         return self._reactor.connectTCP(self.host, self.port, self.factory,

@@ -3,6 +3,7 @@ Tests for L{presenced.web} and L{presenced.answers}: the HTTP API, driven
 through a real twisted.web site over an in-memory transport.
 """
 
+import json
 from urllib.parse import quote
 
 import pytest
@@ -12,7 +13,7 @@ from presenced.access import AccessPolicy, RosterCache
 from presenced.answers import AnswerRenderer, loadImages
 from presenced.config import DEFAULT_LABELS, defaultImageDirectory
 from presenced.presence import PresenceTracker, ResourcePresence, State
-from presenced.web import StatusResource, buildSite, parseQuery, BadRequest
+from presenced.web import AccessLog, BadRequest, HealthResource, StatusResource, buildSite, parseQuery
 
 from webhelpers import Connection, request
 
@@ -33,7 +34,9 @@ class Fixture:
         self.rosters = RosterCache(self.fetch, self.clock, ttl=30)
         self.policy = AccessPolicy(public, self.rosters)
         labels = dict(DEFAULT_LABELS)
-        self.site = buildSite(StatusResource(self.tracker, self.policy, AnswerRenderer(IMAGES, labels), DOMAIN))
+        status = StatusResource(self.tracker, self.policy, AnswerRenderer(IMAGES, labels), DOMAIN)
+        self.site = buildSite(status, HealthResource(lambda: self.health), self.clock)
+        self.health = (True, {"xmpp": "connected"})
 
     def fetch(self, user):
         self.fetches[user] = defer.Deferred()
@@ -439,3 +442,47 @@ def test_redirectAfterRosterRead(private):
     assert (response.code, response.headers["location"]) == (302, "https://example.org/offline.png")
     assert (response.body, response.headers["content-length"]) == (b"", "0")
     assert "content-type" not in response.headers
+
+
+def test_health(public):
+    """
+    Health answers 200 with JSON while healthy, 503 with the same shape
+    otherwise.
+    """
+    response = request(public.site, "GET", "/plugins/presence/health")
+    assert (response.code, response.headers["content-type"]) == (200, "application/json")
+    assert json.loads(response.body) == {"xmpp": "connected"}
+    public.health = (False, {"xmpp": "disconnected"})
+    response = request(public.site, "GET", "/plugins/presence/health")
+    assert (response.code, json.loads(response.body)) == (503, {"xmpp": "disconnected"})
+
+
+def test_accessLogInCombinedFormat(public, tmp_path):
+    """
+    With an access log, each request is written in the combined log format,
+    flushed within a second.
+    """
+    path = tmp_path / "access.log"
+    public.site.setAccessLog(AccessLog(str(path), public.clock))
+    public.site.startFactory()
+    request(public.site, "GET", f"{STATUS}?jid=alice@example.test&type=text",
+            headers={"User-Agent": "probe/1.0", "Referer": "https://blog.example/"})
+    public.clock.advance(1)
+    line = path.read_text()
+    assert line.startswith('"127.0.0.1" - - [')
+    assert f'"GET {STATUS}?jid=alice@example.test&type=text HTTP/1.1" 200 11 "https://blog.example/" "probe/1.0"' in line
+    public.site.stopFactory()
+
+
+def test_accessLogOff(public, tmp_path):
+    """
+    Without an access log, nothing is written anywhere.
+    """
+    path = tmp_path / "access.log"
+    public.site.setAccessLog(AccessLog(str(path), public.clock))
+    public.site.startFactory()
+    public.site.setAccessLog(None)
+    request(public.site, "GET", f"{STATUS}?jid=alice@example.test")
+    public.clock.advance(1)
+    assert path.read_text() == ""
+    public.site.stopFactory()

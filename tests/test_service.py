@@ -1,0 +1,238 @@
+"""
+Tests for L{presenced.service}: the service tree and reloading settings,
+with an in-memory reactor and clock.
+"""
+
+from __future__ import annotations
+
+import pytest
+from twisted.internet.error import CannotListenError
+from twisted.internet.testing import MemoryReactorClock, StringTransport, _FakePort
+from twisted.logger import LogLevel, capturedLogs
+from twisted.python.failure import Failure
+
+from presenced.config import load
+from presenced.presence import State
+from presenced.service import PresenceService
+
+from webhelpers import request
+
+BASE = {
+    "xmpp": {"jid": "presence.example.test", "secret": "s1", "host": "127.0.0.1",
+             "port": "5347", "domain": "example.test"},
+    "http": {"listen": "tcp:8081:interface=127.0.0.1"},
+    "presence": {"public": "true"},
+}
+
+
+class RecordingReactor(MemoryReactorClock):
+    """
+    A memory reactor that records listening and closing in order, and that
+    cannot listen on the ports in C{busy}.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.events = []
+        self.busy = set()
+
+    def listenTCP(self, port, factory, backlog=50, interface=""):
+        if port in self.busy:
+            raise CannotListenError(interface, port, OSError("Address already in use"))
+        super().listenTCP(port, factory, backlog, interface)
+        self.events.append(("listen", port))
+        reactor = self
+
+        class Port(_FakePort):
+            def stopListening(self):
+                reactor.events.append(("close", port))
+
+        return Port(None)
+
+
+class Daemon:
+    """
+    A service built from a settings file that the test rewrites.
+    """
+
+    def __init__(self, tmp_path):
+        self.path = tmp_path / "presenced.ini"
+        self.write()
+        self.reactor = RecordingReactor()
+        self.service = PresenceService(load(str(self.path)), self.reactor, configPath=str(self.path))
+        self.service.startService()
+
+    def write(self, **changes):
+        sections = {name: dict(keys) for name, keys in BASE.items()}
+        for dotted, value in changes.items():
+            section, key = dotted.split("__")
+            sections[section][key] = value
+        self.path.write_text("".join(
+            f"[{name}]\n" + "".join(f"{k} = {v}\n" for k, v in keys.items())
+            for name, keys in sections.items()
+        ))
+
+    def reload(self, **changes):
+        self.write(**changes)
+        results = []
+        self.service.reload().addBoth(results.append)
+        return results
+
+    def connectXMPP(self):
+        """
+        Complete the component handshake on the pending connection.
+        """
+        factory = self.reactor.tcpClients[-1][2]
+        xs = factory.buildProtocol(None)
+        xs.makeConnection(StringTransport())
+        xs.dataReceived(b"<stream:stream xmlns='jabber:component:accept' "
+                        b"xmlns:stream='http://etherx.jabber.org/streams' id='x'><handshake/>")
+        return xs
+
+    def text(self, jid="alice@example.test"):
+        return request(self.service.site, "GET", f"/plugins/presence/status?jid={jid}&type=text").body
+
+
+@pytest.fixture
+def daemon(tmp_path):
+    d = Daemon(tmp_path)
+    yield d
+    d.service.stopService()
+
+
+def test_serviceTree(daemon):
+    """
+    The service connects to the configured server and listens on the
+    configured endpoint.
+    """
+    assert [(host, port) for host, port, *_ in daemon.reactor.tcpClients] == [("127.0.0.1", 5347)]
+    assert daemon.reactor.events == [("listen", 8081)]
+
+
+def test_reloadAppliesPresenceSettings(daemon):
+    """
+    Changed presence settings apply at once, without reconnecting.
+    """
+    daemon.connectXMPP()
+    assert daemon.text() == b"Unavailable"
+    with capturedLogs() as events:
+        assert daemon.reload(presence__unavailable_status="Away from keyboard",
+                             presence__public="false", presence__roster_ttl="5") == [True]
+    assert daemon.service.policy.public is False
+    assert daemon.service.rosters.ttl == 5
+    assert daemon.text("alice@example.test&req_jid=alice@example.test") == b"Away from keyboard"
+    assert len(daemon.reactor.tcpClients) == 1
+    assert daemon.service.link.connected
+    assert "presence.public, presence.labels, presence.roster_ttl" in [
+        e.get("changes") for e in events if "changes" in e
+    ]
+
+
+def test_invalidReloadChangesNothing(daemon):
+    """
+    A file with errors is reported in full and nothing changes.
+    """
+    before = daemon.service.settings
+    with capturedLogs() as events:
+        assert daemon.reload(presence__public="sometimes", xmpp__port="0",
+                             http__listen="tcp:9999") == [False]
+    errors = [e for e in events if e["log_level"] == LogLevel.error]
+    texts = [e.get("problem", e["log_format"]) for e in errors]
+    assert f"{daemon.path} [xmpp] port: not a port number (1-65535): '0'" in texts
+    assert f"{daemon.path} [presence] public: not a boolean (true/false, yes/no, on/off, 1/0): 'sometimes'" in texts
+    assert "Reload aborted: the configuration has errors; nothing was changed" in texts
+    assert daemon.service.settings is before
+    assert daemon.reactor.events == [("listen", 8081)]
+    assert len(daemon.reactor.tcpClients) == 1
+
+
+def test_unchangedReload(daemon):
+    """
+    Reloading an unchanged file changes nothing.
+    """
+    assert daemon.reload() == [True]
+    assert daemon.reactor.events == [("listen", 8081)]
+
+
+def test_changedListenRebindsNewFirst(daemon):
+    """
+    A changed listen starts the new endpoints before closing the old.
+    """
+    assert daemon.reload(http__listen="tcp:8082:interface=127.0.0.1 tcp:8083:interface=127.0.0.1") == [True]
+    assert daemon.reactor.events == [("listen", 8081), ("listen", 8082), ("listen", 8083), ("close", 8081)]
+    assert set(daemon.service.listeners) == {"tcp:8082:interface=127.0.0.1", "tcp:8083:interface=127.0.0.1"}
+
+
+def test_bindFailureKeepsOldListeners(daemon):
+    """
+    If a new endpoint cannot listen, the reload is aborted: the other new
+    ones close, the old ones stay, and no other setting changes.
+    """
+    daemon.reactor.busy.add(8083)
+    before = daemon.service.settings
+    with capturedLogs() as events:
+        assert daemon.reload(http__listen="tcp:8082:interface=127.0.0.1 tcp:8083:interface=127.0.0.1",
+                             presence__public="false") == [False]
+    assert daemon.reactor.events == [("listen", 8081), ("listen", 8082), ("close", 8082)]
+    assert list(daemon.service.listeners) == ["tcp:8081:interface=127.0.0.1"]
+    assert daemon.service.settings is before and daemon.service.policy.public is True
+    assert any("Reload aborted: cannot listen" in e["log_format"] for e in events)
+
+
+def test_changedXMPPSettingsReconnect(daemon):
+    """
+    Changed connection settings close the link and connect with the new
+    ones once it is closed.
+    """
+    xs = daemon.connectXMPP()
+    results = daemon.reload(xmpp__host="127.0.0.2", xmpp__port="5348", xmpp__secret="s2")
+    assert results == []
+    assert len(daemon.reactor.tcpClients) == 1
+    xs.connectionLost(Failure(Exception("closed")))
+    assert results == [True]
+    host, port, factory, *_ = daemon.reactor.tcpClients[-1]
+    assert (host, port) == ("127.0.0.2", 5348)
+    assert factory.authenticator.password == "s2"
+    assert not daemon.service.link.connected
+
+
+def test_hangupDuringReloadRunsOneMore(daemon):
+    """
+    Reloads asked for during a reload run as one more reload after it.
+    """
+    xs = daemon.connectXMPP()
+    with capturedLogs() as events:
+        first = daemon.reload(xmpp__secret="s2")
+        second = daemon.reload(presence__unavailable_status="Later")
+        third = daemon.reload(presence__unavailable_status="Later")
+        assert first == second == third == []
+        xs.connectionLost(Failure(Exception("closed")))
+    started = [e for e in events if e["log_format"].startswith("Reloading the settings")]
+    assert len(started) == 2
+    assert first == [True] and second == [True] and third == [True]
+    assert daemon.text() == b"Later"
+
+
+def test_healthFollowsLink(daemon):
+    """
+    Health is 503 until the link is up, then 200 with the online count.
+    """
+    assert request(daemon.service.site, "GET", "/plugins/presence/health").code == 503
+    xs = daemon.connectXMPP()
+    xs.dataReceived(b"<presence from='alice@example.test/x' to='presence.example.test'/>")
+    healthy, body = daemon.service.health()
+    assert healthy and body["xmpp"] == "connected" and body["users_online"] == 1
+    assert request(daemon.service.site, "GET", "/plugins/presence/health").code == 200
+    xs.connectionLost(Failure(Exception("closed")))
+    healthy, body = daemon.service.health()
+    assert (healthy, body["xmpp"], body["users_online"]) == (False, "disconnected", 0)
+
+
+def test_linkLossDropsCachedRosters(daemon):
+    """
+    Rosters cached before a link loss are dropped.
+    """
+    xs = daemon.connectXMPP()
+    daemon.service.rosters._entries["alice@example.test"] = (1e12, frozenset({"bob@example.test"}))
+    xs.connectionLost(Failure(Exception("closed")))
+    assert daemon.service.rosters._entries == {}
