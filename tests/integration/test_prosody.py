@@ -182,27 +182,3 @@ async def test_wrongSecretIsLoggedAndHttpStillAnswers(world):
         await until(lambda: any("rejected the component secret" in e.get("log_format", "") for e in events))
     assert await world.text(f"jid={ivan}") == "Unavailable"
     assert not world.service.link.connected
-
-
-@pytest_twisted.ensureDeferred
-async def test_serverRestartDropsStateAndReconnects(fresh_world):
-    """
-    When the server goes away, nobody is shown online on stale data; when
-    it is back, presenced reconnects by itself and shows live presence.
-    """
-    world = fresh_world
-    judy = world.user("judy")
-    await world.start()
-    client = await world.login(judy)
-    client.available(status="Before")
-    await world.waitForText(f"jid={judy}", "Before")
-
-    world.server.stop()
-    await until(lambda: not world.service.link.connected)
-    assert await world.text(f"jid={judy}") == "Unavailable"
-
-    world.server.start()
-    await until(lambda: world.service.link.connected, timeout=20)
-    again = await world.login(judy, "again")
-    again.available(status="After")
-    await world.waitForText(f"jid={judy}", "After")

@@ -1,0 +1,235 @@
+"""
+presenced run as a daemon: real twistd processes, real signals, the init
+script and the systemd unit.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+import pytest_twisted
+from twisted.web.client import readBody
+
+from presenced.sandbox.demo import writeSettings
+from presenced.sandbox.prosody import freePort, waitForPort
+
+from conftest import until
+from test_twistd import ROOT, twistd
+
+
+class Daemon:
+    """
+    C{twistd -n presenced} in a process of its own, with its log in a file.
+    """
+
+    def __init__(self, world, directory: Path) -> None:
+        self.world = world
+        self.settings = directory / "presenced.ini"
+        self.logFile = directory / "presenced.log"
+        self.process = None
+
+    def write(self, **keys) -> None:
+        extra = "\n".join(f"{k} = {v}" for k, v in keys.pop("presence", {}).items())
+        self.settings.write_text(self.world.settings(extra=extra, **keys))
+
+    def log(self) -> str:
+        return self.logFile.read_text() if self.logFile.exists() else ""
+
+    async def start(self) -> None:
+        self.process = twistd("--nodaemon", "--pidfile=", f"--logfile={self.logFile}",
+                              "presenced", "-c", str(self.settings))
+        await until(lambda: "Connected to the XMPP server" in self.log(), timeout=30)
+
+    async def reload(self) -> None:
+        """
+        Send SIGHUP and wait until the reload is done or aborted.
+        """
+        before = self.log().count("Reload done") + self.log().count("Reload aborted")
+        self.process.send_signal(signal.SIGHUP)
+        await until(lambda: self.log().count("Reload done") + self.log().count("Reload aborted") > before)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            self.process.communicate(timeout=30)
+
+
+@pytest.fixture
+def daemon(world, tmp_path):
+    d = Daemon(world, tmp_path)
+    yield d
+    d.stop()
+
+
+@pytest_twisted.ensureDeferred
+async def test_sighupAppliesNewSettings(world, daemon):
+    """
+    SIGHUP applies changed settings in the same process, without dropping
+    the XMPP link.
+    """
+    user = world.user("hup")
+    client = await world.login(user)
+    client.available(show="away")
+    daemon.write(public=True)
+    await daemon.start()
+    await world.waitForText(f"jid={user}", "Away")
+
+    daemon.write(public=True, presence={"away_status": "Out for a walk", "unavailable_status": "Gone"})
+    await daemon.reload()
+    assert daemon.process.poll() is None
+    assert await world.text(f"jid={user}") == "Out for a walk"
+    assert await world.text(f"jid=nobody@{world.server.domain}") == "Gone"
+    assert daemon.log().count("Connected to the XMPP server") == 1
+    assert "changed: presence.labels" in daemon.log()
+
+    daemon.write(public=False)
+    await daemon.reload()
+    assert await world.text(f"jid={user}") == "Forbidden"
+    assert await world.text(f"jid={user}&req_jid={user}") == "Away"
+
+
+@pytest_twisted.ensureDeferred
+async def test_badReloadKeepsOldSettings(world, daemon):
+    """
+    A SIGHUP with a broken file logs every error and keeps serving with
+    the old settings.
+    """
+    daemon.write(public=True)
+    await daemon.start()
+    daemon.settings.write_text(daemon.settings.read_text().replace("public = true", "public = perhaps")
+                               + "[surprise]\n")
+    await daemon.reload()
+    log = daemon.log()
+    assert "Reload aborted: the configuration has errors; nothing was changed" in log
+    assert f"{daemon.settings} [presence] public: not a boolean" in log
+    assert f"{daemon.settings} [surprise]: unknown section" in log
+    assert await world.text(f"jid=nobody@{world.server.domain}") == "Unavailable"
+    assert daemon.process.poll() is None
+
+
+@pytest_twisted.ensureDeferred
+async def test_reloadRebindsListener(world, daemon):
+    """
+    A changed listen moves the HTTP service to the new port.
+    """
+    daemon.write(public=True)
+    await daemon.start()
+    oldPort = world.port
+    world.port = freePort()
+    daemon.write(public=True)
+    await daemon.reload()
+    assert await world.text(f"jid=nobody@{world.server.domain}") == "Unavailable"
+    world.port = oldPort
+    with pytest.raises(Exception):
+        await world.text(f"jid=nobody@{world.server.domain}")
+
+
+@pytest_twisted.ensureDeferred
+async def test_healthAndReconnectAcrossServerRestart(fresh_world):
+    """
+    When Prosody stops, users are no longer shown online and health turns
+    503; when it is back, presenced reconnects by itself, health turns 200
+    and a user who logs in again is shown.
+    """
+    world = fresh_world
+    user = world.user("restart")
+    await world.start()
+    client = await world.login(user)
+    client.available(status="Before")
+    await world.waitForText(f"jid={user}", "Before")
+    answer = await health_of(world)
+    assert answer[0] == 200 and answer[1]["xmpp"] == "connected" and answer[1]["users_online"] >= 1
+
+    world.server.stop()
+    await until(lambda: not world.service.link.connected)
+    assert await world.text(f"jid={user}") == "Unavailable"
+    code, body = await health_of(world)
+    assert (code, body["xmpp"], body["users_online"]) == (503, "disconnected", 0)
+
+    world.server.start()
+    await until(lambda: world.service.link.connected, timeout=20)
+    assert (await health_of(world))[0] == 200
+    again = await world.login(user, "again")
+    again.available(status="After")
+    await world.waitForText(f"jid={user}", "After")
+
+
+async def health_of(world) -> tuple[int, dict]:
+    url = f"http://127.0.0.1:{world.port}/plugins/presence/health".encode()
+    response = await world.agent.request(b"GET", url)
+    return response.code, json.loads(await readBody(response))
+
+
+def test_initScriptStartStatusReloadStop(prosody, tmp_path):
+    """
+    The LSB init script starts twistd in the background, reports its
+    status, reloads it with SIGHUP and stops it.
+    """
+    port = freePort()
+    settings = writeSettings(prosody, port, public=True)
+    pidfile, logfile = tmp_path / "run" / "presenced.pid", tmp_path / "log" / "presenced.log"
+    defaults = tmp_path / "defaults"
+    defaults.write_text(
+        f"TWISTD={Path(sys.executable).with_name('twistd')}\n"
+        f"CONFIG={settings}\nPIDFILE={pidfile}\nLOGFILE={logfile}\n"
+        # The interpreter here lives where other accounts cannot read it,
+        # so the daemon keeps the account it was started with.
+        "RUN_USER=\nRUN_GROUP=\n"
+        f"TWISTD_ENV=PYTHONPATH={ROOT}\n"
+    )
+    script = ROOT / "etc" / "init.d" / "presenced"
+    env = {**os.environ, "PRESENCED_DEFAULTS": str(defaults)}
+
+    def run(action: str) -> subprocess.CompletedProcess:
+        return subprocess.run(["sh", str(script), action], env=env, capture_output=True, text=True, timeout=60)
+
+    assert run("status").returncode == 3
+    try:
+        started = run("start")
+        assert started.returncode == 0, started.stdout + started.stderr
+        waitForPort(port, 30)
+        pid = int(pidfile.read_text())
+        status = run("status")
+        assert (status.returncode, f"pid {pid}" in status.stdout) == (0, True)
+
+        settings.write_text(settings.read_text().replace("Not online", "Reloaded by init"))
+        assert run("reload").returncode == 0
+        url = f"http://127.0.0.1:{port}/plugins/presence/status?jid=nobody@{prosody.domain}&type=text"
+        for _ in range(100):
+            with urllib.request.urlopen(url, timeout=10) as answer:
+                if answer.read() == b"Reloaded by init":
+                    break
+            time.sleep(0.1)
+        else:
+            raise AssertionError("reload not applied")
+        assert int(pidfile.read_text()) == pid
+    finally:
+        stopped = run("stop")
+    assert stopped.returncode == 0
+    assert run("status").returncode == 3
+    assert "Server Shut Down." in logfile.read_text()
+
+
+def test_systemdUnitVerifies(tmp_path):
+    """
+    The systemd unit passes systemd-analyze verify (with ExecStart pointed
+    at this environment's twistd).
+    """
+    analyze = shutil.which("systemd-analyze")
+    if analyze is None:
+        pytest.skip("systemd-analyze is not installed on this machine")
+    unit = (ROOT / "etc" / "systemd" / "presenced.service").read_text()
+    assert "ExecReload=/bin/kill -HUP $MAINPID" in unit
+    local = tmp_path / "presenced.service"
+    local.write_text(unit.replace("/usr/local/bin/twistd", str(Path(sys.executable).with_name("twistd"))))
+    result = subprocess.run([analyze, "verify", str(local)], capture_output=True, text=True)
+    assert (result.returncode, result.stderr) == (0, "")
