@@ -16,7 +16,7 @@ answer.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import Enum
 
 
@@ -54,31 +54,6 @@ def stateFromShow(show: str | None) -> State:
 
 
 @dataclass(frozen=True, slots=True)
-class ResourcePresence:
-    """
-    The current presence of one online resource.
-
-    @ivar state: one of L{ONLINE_STATES}.
-    @ivar status: the status text, if any.
-    @ivar priority: the resource's priority, -128 to 127.
-    @ivar received: when the presence arrived (reactor seconds).
-    @ivar stanza: the presence stanza as XML, addressed from the full JID.
-    """
-
-    state: State
-    status: str | None
-    priority: int
-    received: float
-    stanza: str
-
-    def sortKey(self) -> tuple[int, int, float]:
-        """
-        Order resources so that the one to show is the greatest.
-        """
-        return (_AVAILABILITY_RANK[self.state], self.priority, self.received)
-
-
-@dataclass(frozen=True, slots=True)
 class Shown:
     """
     What the HTTP side shows for a user.
@@ -97,37 +72,52 @@ class Shown:
 OFFLINE = Shown(State.OFFLINE)
 
 
-@dataclass(slots=True)
-class _User:
-    resources: dict[str, ResourcePresence] = field(default_factory=dict)
-    shown: Shown = OFFLINE
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ResourcePresence(Shown):
+    """
+    The current presence of one online resource; shown as it is when it
+    is the user's most available resource.
+
+    @ivar resource: the resource's name.
+    @ivar priority: the resource's priority, -128 to 127.
+    @ivar received: when the presence arrived (reactor seconds).
+    """
+
+    resource: str
+    priority: int = 0
+    received: float = 0.0
+
+    def sortKey(self) -> tuple[int, int, float]:
+        """
+        Order resources so that the one to show is the greatest.
+        """
+        return (_AVAILABILITY_RANK[self.state], self.priority, self.received)
 
 
 class PresenceTracker:
     """
     The presence of every user of one domain, by bare JID and resource.
 
-    Updates recompute what the user shows, so that L{shown} is a plain
-    lookup.
+    An online user's resources are kept in a tuple, the one shown first,
+    so that L{shown} is a plain lookup and a user costs little memory.
+    Offline users are kept only when their last unavailable presence had a
+    status text.
     """
 
     def __init__(self) -> None:
-        self._users: dict[str, _User] = {}
-        self._online = 0
+        self._online: dict[str, tuple[ResourcePresence, ...]] = {}
+        self._offline: dict[str, Shown] = {}
 
-    def available(self, user: str, resource: str, presence: ResourcePresence) -> None:
+    def available(self, user: str, presence: ResourcePresence) -> None:
         """
-        Record that C{user}'s C{resource} is online with C{presence}.
+        Record that one of C{user}'s resources is online with C{presence}.
 
         @param user: the bare JID, normalised.
         """
-        entry = self._users.get(user)
-        if entry is None:
-            entry = self._users[user] = _User()
-        if not entry.resources:
-            self._online += 1
-        entry.resources[resource] = presence
-        entry.shown = _choose(entry.resources)
+        others = [p for p in self._online.get(user, ()) if p.resource != presence.resource]
+        others.append(presence)
+        self._online[user] = tuple(sorted(others, key=ResourcePresence.sortKey, reverse=True))
+        self._offline.pop(user, None)
 
     def unavailable(self, user: str, resource: str | None, status: str | None) -> None:
         """
@@ -138,44 +128,36 @@ class PresenceTracker:
         @param status: the status text of the unavailable presence; kept
             for the offline answer when it was the user's last resource.
         """
-        entry = self._users.get(user)
-        if entry is None:
-            entry = self._users[user] = _User()
-        wasOnline = bool(entry.resources)
-        if resource is None:
-            entry.resources.clear()
+        remaining = tuple(
+            p for p in self._online.get(user, ()) if resource is not None and p.resource != resource
+        )
+        if remaining:
+            self._online[user] = remaining
+            return
+        self._online.pop(user, None)
+        if status:
+            self._offline[user] = Shown(State.OFFLINE, status=status)
         else:
-            entry.resources.pop(resource, None)
-        if wasOnline and not entry.resources:
-            self._online -= 1
-        if entry.resources:
-            entry.shown = _choose(entry.resources)
-        elif status:
-            entry.shown = Shown(State.OFFLINE, status=status)
-        else:
-            del self._users[user]
+            self._offline.pop(user, None)
 
     def shown(self, user: str) -> Shown:
         """
         What C{user} (a normalised bare JID) shows right now.
         """
-        entry = self._users.get(user)
-        return OFFLINE if entry is None else entry.shown
+        resources = self._online.get(user)
+        if resources:
+            return resources[0]
+        return self._offline.get(user, OFFLINE)
 
     def clear(self) -> None:
         """
         Forget everything: presence is no longer known.
         """
-        self._users.clear()
-        self._online = 0
+        self._online.clear()
+        self._offline.clear()
 
     def onlineCount(self) -> int:
         """
         The number of users with at least one online resource.
         """
-        return self._online
-
-
-def _choose(resources: dict[str, ResourcePresence]) -> Shown:
-    best = max(resources.values(), key=ResourcePresence.sortKey)
-    return Shown(best.state, best.status, best.stanza)
+        return len(self._online)

@@ -36,32 +36,42 @@ NS_XML = "http://www.w3.org/XML/1998/namespace"
 MAX_STATUS = 1024
 
 
-def _parseJID(text: str | None) -> JID | None:
+def _serverStampedSender(text: str | None, domain: str) -> tuple[str, str | None] | None:
+    """
+    Split the C{from} of a presence the server forwards into the user's
+    bare JID and resource, if it is a user of C{domain}.
+
+    The server stamps C{from} with the sender's normalised JID (RFC 6120,
+    8.1.2.1), so it is compared as it is, without redoing stringprep; a
+    sender that is not exactly C{user@domain[/resource]} is not a user of
+    the domain.
+    """
     if not text:
         return None
-    try:
-        return JID(text)
-    except InvalidFormat:
+    bare, slash, resource = text.partition("/")
+    user, at, host = bare.partition("@")
+    if not at or not user or host != domain or len(bare) > 2048 or len(resource) > 1023:
         return None
+    if slash and not resource:
+        return None
+    return bare, resource or None
 
 
-def _withoutStreamNamespace(element: domish.Element) -> None:
+def _standalone(element: domish.Element) -> str:
     """
-    Strip the component stream's namespace from a received stanza, so that
-    it serialises on its own as a client sees it (C{jabber:client} being
-    the default, it is left implicit).
+    Serialise a received stanza on its own, without the component stream's
+    namespace: as a client sees it, where jabber:client is left implicit.
+
+    Children in the stanza's namespace inherit it, so the declaration
+    appears once, on the stanza itself; attribute values cannot contain it
+    unescaped.
     """
-    if element.uri == NS_COMPONENT:
-        element.uri = None
-    if element.defaultUri == NS_COMPONENT:
-        element.defaultUri = None
-    for child in element.elements():
-        _withoutStreamNamespace(child)
+    return element.toXml().replace(f" xmlns='{element.uri}'", "", 1)
 
 
 def _childText(element: domish.Element, name: str) -> str | None:
     for child in element.elements():
-        if child.name == name and child.uri in (NS_COMPONENT, None):
+        if child.name == name and child.uri == element.uri:
             return str(child)
     return None
 
@@ -73,7 +83,7 @@ def _statusText(element: domish.Element) -> str | None:
     """
     first = None
     for child in element.elements():
-        if child.name != "status" or child.uri not in (NS_COMPONENT, None):
+        if child.name != "status" or child.uri != element.uri:
             continue
         text = str(child).strip()
         if not child.hasAttribute((NS_XML, "lang")):
@@ -120,27 +130,26 @@ class PresenceFeed(XMPPHandler):
         """
         Record one presence stanza.
         """
-        sender = _parseJID(element.getAttribute("from"))
-        if sender is None or sender.user is None or sender.host != self.domain:
+        sender = _serverStampedSender(element.getAttribute("from"), self.domain)
+        if sender is None:
             return
-        user = sender.userhost()
+        user, resource = sender
         kind = element.getAttribute("type")
         if kind == "unavailable":
-            self.tracker.unavailable(user, sender.resource, _statusText(element))
-        elif kind is None and sender.resource is not None:
-            self.tracker.available(user, sender.resource, self._resourcePresence(element, sender))
+            self.tracker.unavailable(user, resource, _statusText(element))
+        elif kind is None and resource is not None:
+            self.tracker.available(user, self._resourcePresence(element, resource))
 
-    def _resourcePresence(self, element: domish.Element, sender: JID) -> ResourcePresence:
-        element["from"] = sender.full()
+    def _resourcePresence(self, element: domish.Element, resource: str) -> ResourcePresence:
         if element.hasAttribute("to"):
             del element["to"]
-        _withoutStreamNamespace(element)
         return ResourcePresence(
+            resource=resource,
             state=stateFromShow(_childText(element, "show")),
             status=_statusText(element),
             priority=_priority(element),
             received=self.clock.seconds(),
-            stanza=element.toXml(),
+            stanza=_standalone(element),
         )
 
 

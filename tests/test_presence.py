@@ -6,8 +6,9 @@ user shows.
 from presenced.presence import OFFLINE, PresenceTracker, ResourcePresence, State, stateFromShow
 
 
-def presence(state=State.AVAILABLE, status=None, priority=0, received=0.0, stanza="<presence/>"):
-    return ResourcePresence(state, status, priority, received, stanza)
+def presence(state=State.AVAILABLE, status=None, priority=0, received=0.0, stanza="<presence/>", resource="r"):
+    return ResourcePresence(state=state, status=status, priority=priority, received=received,
+                            stanza=stanza, resource=resource)
 
 
 def test_unknownUserIsOffline():
@@ -23,7 +24,7 @@ def test_singleResourceIsShown():
     and stanza.
     """
     tracker = PresenceTracker()
-    tracker.available("a@example.test", "home", presence(State.AWAY, "Out", stanza="<p/>"))
+    tracker.available("a@example.test", presence(State.AWAY, "Out", stanza="<p/>", resource="home"))
     shown = tracker.shown("a@example.test")
     assert (shown.state, shown.status, shown.stanza) == (State.AWAY, "Out", "<p/>")
 
@@ -36,7 +37,7 @@ def test_mostAvailableResourceWins():
     order = [State.DND, State.XA, State.AWAY, State.AVAILABLE, State.CHAT]
     tracker = PresenceTracker()
     for number, state in enumerate(order):
-        tracker.available("a@example.test", f"r{number}", presence(state, priority=10 - number))
+        tracker.available("a@example.test", presence(state, priority=10 - number, resource=f"r{number}"))
         assert tracker.shown("a@example.test").state is state
 
 
@@ -45,8 +46,8 @@ def test_higherPriorityBreaksTies():
     Between equally available resources, the higher priority wins.
     """
     tracker = PresenceTracker()
-    tracker.available("a@example.test", "high", presence(status="high", priority=5, received=1))
-    tracker.available("a@example.test", "low", presence(status="low", priority=1, received=2))
+    tracker.available("a@example.test", presence(status="high", priority=5, received=1, resource="high"))
+    tracker.available("a@example.test", presence(status="low", priority=1, received=2, resource="low"))
     assert tracker.shown("a@example.test").status == "high"
 
 
@@ -56,8 +57,8 @@ def test_mostRecentBreaksRemainingTies():
     recently received presence wins.
     """
     tracker = PresenceTracker()
-    tracker.available("a@example.test", "new", presence(status="new", received=2))
-    tracker.available("a@example.test", "old", presence(status="old", received=1))
+    tracker.available("a@example.test", presence(status="new", received=2, resource="new"))
+    tracker.available("a@example.test", presence(status="old", received=1, resource="old"))
     assert tracker.shown("a@example.test").status == "new"
 
 
@@ -66,8 +67,8 @@ def test_updateReplacesResource():
     A new presence from a resource replaces its previous one.
     """
     tracker = PresenceTracker()
-    tracker.available("a@example.test", "r", presence(State.CHAT))
-    tracker.available("a@example.test", "r", presence(State.DND))
+    tracker.available("a@example.test", presence(State.CHAT, resource="r"))
+    tracker.available("a@example.test", presence(State.DND, resource="r"))
     assert tracker.shown("a@example.test").state is State.DND
 
 
@@ -76,8 +77,8 @@ def test_otherResourceShownAfterOneLeaves():
     When the shown resource goes offline, the best remaining one is shown.
     """
     tracker = PresenceTracker()
-    tracker.available("a@example.test", "chat", presence(State.CHAT))
-    tracker.available("a@example.test", "away", presence(State.AWAY))
+    tracker.available("a@example.test", presence(State.CHAT, resource="chat"))
+    tracker.available("a@example.test", presence(State.AWAY, resource="away"))
     tracker.unavailable("a@example.test", "chat", "bye")
     assert tracker.shown("a@example.test").state is State.AWAY
 
@@ -88,7 +89,7 @@ def test_lastResourceLeavingKeepsStatus():
     offline with that text.
     """
     tracker = PresenceTracker()
-    tracker.available("a@example.test", "r", presence())
+    tracker.available("a@example.test", presence(resource="r"))
     tracker.unavailable("a@example.test", "r", "Gone fishing")
     shown = tracker.shown("a@example.test")
     assert (shown.state, shown.status, shown.stanza) == (State.OFFLINE, "Gone fishing", None)
@@ -100,7 +101,7 @@ def test_lastResourceLeavingWithoutStatus():
     is plainly offline.
     """
     tracker = PresenceTracker()
-    tracker.available("a@example.test", "r", presence())
+    tracker.available("a@example.test", presence(resource="r"))
     tracker.unavailable("a@example.test", "r", None)
     assert tracker.shown("a@example.test") is OFFLINE
 
@@ -110,8 +111,8 @@ def test_bareUnavailableRemovesAllResources():
     An unavailable presence from the bare JID takes every resource offline.
     """
     tracker = PresenceTracker()
-    tracker.available("a@example.test", "one", presence())
-    tracker.available("a@example.test", "two", presence())
+    tracker.available("a@example.test", presence(resource="one"))
+    tracker.available("a@example.test", presence(resource="two"))
     tracker.unavailable("a@example.test", None, None)
     assert tracker.shown("a@example.test") is OFFLINE
     assert tracker.onlineCount() == 0
@@ -123,7 +124,7 @@ def test_unavailableForUnknownResource():
     others as they are.
     """
     tracker = PresenceTracker()
-    tracker.available("a@example.test", "one", presence(State.XA))
+    tracker.available("a@example.test", presence(State.XA, resource="one"))
     tracker.unavailable("a@example.test", "ghost", "x")
     assert tracker.shown("a@example.test").state is State.XA
 
@@ -133,8 +134,8 @@ def test_clearForgetsEverything():
     After clear, every user is offline, without kept status texts.
     """
     tracker = PresenceTracker()
-    tracker.available("a@example.test", "r", presence())
-    tracker.available("b@example.test", "r", presence())
+    tracker.available("a@example.test", presence(resource="r"))
+    tracker.available("b@example.test", presence(resource="r"))
     tracker.unavailable("b@example.test", "r", "later")
     tracker.clear()
     assert tracker.shown("a@example.test") is OFFLINE
@@ -146,9 +147,9 @@ def test_onlineCount():
     onlineCount counts users with an online resource, not resources.
     """
     tracker = PresenceTracker()
-    tracker.available("a@example.test", "one", presence())
-    tracker.available("a@example.test", "two", presence())
-    tracker.available("b@example.test", "one", presence())
+    tracker.available("a@example.test", presence(resource="one"))
+    tracker.available("a@example.test", presence(resource="two"))
+    tracker.available("b@example.test", presence(resource="one"))
     tracker.unavailable("c@example.test", None, "gone")
     assert tracker.onlineCount() == 2
 

@@ -44,7 +44,7 @@ class Fixture:
 
     def online(self, user, resource="home", state=State.AVAILABLE, status=None):
         stanza = f"<presence from='{user}/{resource}'/>"
-        self.tracker.available(user, resource, ResourcePresence(state, status, 0, 0.0, stanza))
+        self.tracker.available(user, ResourcePresence(resource=resource, state=state, status=status, stanza=stanza))
 
     def get(self, query, method="GET"):
         if method == "POST":
