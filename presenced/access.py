@@ -98,17 +98,18 @@ class AccessPolicy:
         self.public = public
         self.rosters = rosters
 
-    def mayView(self, user: str, requester: str | None) -> defer.Deferred[bool]:
+    def mayView(self, user: str, requester: str | None) -> bool | defer.Deferred[bool]:
         """
-        Whether C{requester} may see C{user}'s presence.
+        Whether C{requester} may see C{user}'s presence: at once when the
+        answer needs no roster, else a Deferred.
 
         Both are normalised bare JIDs; C{user} is on the served domain.
         Never fails: a roster that cannot be read means no.
         """
         if self.public or requester == user:
-            return defer.succeed(True)
+            return True
         if requester is None:
-            return defer.succeed(False)
+            return False
         d = self.rosters.subscribers(user)
         d.addCallbacks(lambda subscribers: requester in subscribers, self._refuse, errbackArgs=(user,))
         return d

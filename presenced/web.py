@@ -32,8 +32,11 @@ MAX_BODY = 64 * 1024
 
 FORBIDDEN = Shown(State.FORBIDDEN)
 
-_COMMON_HEADERS = (
-    (b"Cache-Control", b"no-cache, no-store, max-age=0"),
+NO_CACHE = b"no-cache, no-store, max-age=0"
+
+#: Sent with text answers, which carry what users wrote: never sniff them
+#: as something else, never run anything in them.
+_TEXT_SAFETY_HEADERS = (
     (b"X-Content-Type-Options", b"nosniff"),
     (b"Content-Security-Policy", b"default-src 'none'; sandbox"),
 )
@@ -70,19 +73,19 @@ def _bareJID(text: str) -> JID | None:
         return None
 
 
-def _single(args: dict[bytes, list[bytes]], name: str, limit: int) -> str | None:
-    values = args.get(name.encode("ascii"))
+def _single(args: dict[bytes, list[bytes]], name: bytes, limit: int) -> str | None:
+    values = args.get(name)
     if not values:
         return None
     if len(values) > 1:
-        raise BadRequest(f"{name} is given more than once")
+        raise BadRequest(f"{name.decode()} is given more than once")
     raw = values[0]
     if len(raw) > limit:
-        raise BadRequest(f"{name} is too long")
+        raise BadRequest(f"{name.decode()} is too long")
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError:
-        raise BadRequest(f"{name} is not valid UTF-8") from None
+        raise BadRequest(f"{name.decode()} is not valid UTF-8") from None
 
 
 def _jid(name: str, text: str, needsUser: bool) -> str:
@@ -109,32 +112,34 @@ def _imageURL(name: str, text: str, template: bool) -> str:
     return uri
 
 
+_STATE_PARAMETERS = {state.value.encode(): state for state in State}
+
+
 def parseQuery(args: dict[bytes, list[bytes]]) -> StatusQuery:
     """
     Validate the parameters of a status request.
 
     @raise BadRequest: naming the first parameter that is wrong.
     """
-    userText = _single(args, "jid", MAX_JID)
+    userText = _single(args, b"jid", MAX_JID)
     if not userText:
         raise BadRequest("jid is required")
     user = _jid("jid", userText, needsUser=True)
-    requesterText = _single(args, "req_jid", MAX_JID)
+    requesterText = _single(args, b"req_jid", MAX_JID)
     requester = _jid("req_jid", requesterText, needsUser=False) if requesterText else None
 
-    kind = _single(args, "type", 16) or "image"
+    kind = _single(args, b"type", 16) or "image"
     if kind not in ("image", "text", "xml"):
         raise BadRequest("type must be image, text or xml")
 
     redirects = {}
-    template = _single(args, "images", MAX_URL)
+    template = _single(args, b"images", MAX_URL)
     if template is not None:
         uri = _imageURL("images", template, template=True)
         redirects = {state: uri.replace(IMAGE_TOKEN, state.value) for state in State}
-    for state in State:
-        custom = _single(args, state.value, MAX_URL)
-        if custom is not None:
-            redirects[state] = _imageURL(state.value, custom, template=False)
+    for name in args.keys() & _STATE_PARAMETERS.keys():
+        state = _STATE_PARAMETERS[name]
+        redirects[state] = _imageURL(state.value, _single(args, name, MAX_URL), template=False)
     return StatusQuery(user, requester, kind, redirects)
 
 
@@ -162,21 +167,23 @@ class StatusResource(resource.Resource):
             return _plain(request, 400, str(e))
         if query.user.partition("@")[2] != self.domain:
             return self._answer(request, query, FORBIDDEN)
+        decision = self.policy.mayView(query.user, query.requester)
+        if isinstance(decision, bool):
+            return self._answer(request, query, self.tracker.shown(query.user) if decision else FORBIDDEN)
 
-        finished = request.notifyFinish()
         gone = []
-        finished.addErrback(gone.append)
+        request.notifyFinish().addErrback(gone.append)
 
         def decided(allowed: bool) -> None:
             if gone:
                 return
-            shown = self.tracker.shown(query.user) if allowed else FORBIDDEN
-            body = self._answer(request, query, shown)
+            body = self._answer(request, query, self.tracker.shown(query.user) if allowed else FORBIDDEN)
+            request.setHeader(b"Content-Length", b"%d" % len(body))
             if body:
                 request.write(body)
             request.finish()
 
-        self.policy.mayView(query.user, query.requester).addCallback(decided)
+        decision.addCallback(decided)
         return server.NOT_DONE_YET
 
     render_POST = render_GET
@@ -188,13 +195,11 @@ class StatusResource(resource.Resource):
         return super().render(request)
 
     def _answer(self, request: server.Request, query: StatusQuery, shown: Shown) -> bytes:
-        for name, value in _COMMON_HEADERS:
-            request.setHeader(name, value)
         redirect = query.redirects.get(shown.state)
         if redirect is not None:
             request.setResponseCode(302)
+            request.setHeader(b"Cache-Control", NO_CACHE)
             request.setHeader(b"Location", redirect.encode("ascii"))
-            request.setHeader(b"Content-Length", b"0")
             return b""
         if query.kind == "text":
             body = self.renderer.text(shown)
@@ -202,20 +207,24 @@ class StatusResource(resource.Resource):
             body = self.renderer.xml(shown, query.user, query.requester)
         else:
             body = self.renderer.image(shown)
-        return _body(request, body)
+        return _send(request, body)
 
 
-def _body(request: server.Request, body: Body) -> bytes:
+def _send(request: server.Request, body: Body, code: int = 200) -> bytes:
+    """
+    Set the status and headers for C{body}; return its bytes.
+    """
+    request.setResponseCode(code)
+    request.setHeader(b"Cache-Control", NO_CACHE)
     request.setHeader(b"Content-Type", body.contentType)
-    request.setHeader(b"Content-Length", b"%d" % len(body.data))
+    if not body.contentType.startswith(b"image/"):
+        for name, value in _TEXT_SAFETY_HEADERS:
+            request.setHeader(name, value)
     return body.data
 
 
 def _plain(request: server.Request, code: int, text: str) -> bytes:
-    request.setResponseCode(code)
-    for name, value in _COMMON_HEADERS:
-        request.setHeader(name, value)
-    return _body(request, Body(b"text/plain; charset=utf-8", (text + "\n").encode("utf-8")))
+    return _send(request, Body(b"text/plain; charset=utf-8", (text + "\n").encode("utf-8")), code)
 
 
 class PresenceRequest(server.Request):
@@ -261,9 +270,7 @@ class HealthResource(resource.Resource):
 
     def render_GET(self, request: server.Request) -> bytes:
         healthy, body = self.report()
-        request.setResponseCode(200 if healthy else 503)
-        request.setHeader(b"Cache-Control", _COMMON_HEADERS[0][1])
-        return _body(request, Body(b"application/json", json.dumps(body).encode("utf-8")))
+        return _send(request, Body(b"application/json", json.dumps(body).encode("utf-8")), 200 if healthy else 503)
 
 
 class AccessLog:
@@ -321,8 +328,7 @@ class PresenceSite(server.Site):
         Write access log lines to C{accessLog} from now on, or nowhere.
         """
         previous, self.accessLog = self.accessLog, accessLog
-        if self.numPorts:
-            self.logFile = accessLog
+        self.logFile = accessLog
         if previous is not None and previous is not accessLog:
             previous.close()
 
