@@ -1,0 +1,143 @@
+"""
+Scale measurements of presenced's presence path, each in a fresh process:
+
+    python bench/scale.py ingest N         presence stanzas/s through the
+                                           real XMPP handlers and model
+    python bench/scale.py memory N         RSS per tracked online user
+    python bench/scale.py serve N PORT     serve HTTP with N users tracked
+
+The stanzas have the shape Prosody forwards to the component (caps, delay,
+show, status, priority, xml:lang), for users of one domain; a quarter of
+the users also send an unavailable and come back, as clients do.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import os
+import resource
+import sys
+import time
+
+from twisted.internet.testing import StringTransport
+
+from presenced.config import fromString
+from presenced.service import PresenceService
+
+DOMAIN = "example.test"
+COMPONENT = "presence.example.test"
+SHOWS = ["", "<show>away</show>", "<show>chat</show>", "<show>dnd</show>", "<show>xa</show>"]
+
+
+def settings(port: int = 0):
+    return fromString(f"""
+[xmpp]
+jid = {COMPONENT}
+secret = bench
+domain = {DOMAIN}
+[http]
+listen = tcp:{port}:interface=127.0.0.1
+[presence]
+public = true
+""")
+
+
+def available(n: int) -> str:
+    return (
+        f"<presence from='user{n}@{DOMAIN}/res{n % 3}' to='{COMPONENT}' xml:lang='en'>"
+        f"{SHOWS[n % len(SHOWS)]}<status>Status message of user {n}</status>"
+        f"<priority>{n % 10}</priority>"
+        "<c xmlns='http://jabber.org/protocol/caps' hash='sha-1' node='https://example.org/client' "
+        "ver='q07IKJEyjvHSyhy//CH0CxmKi8w='/>"
+        f"<delay xmlns='urn:xmpp:delay' from='{DOMAIN}' stamp='2026-11-24T02:00:00Z'/></presence>"
+    )
+
+
+def unavailable(n: int) -> str:
+    return f"<presence type='unavailable' from='user{n}@{DOMAIN}/res{n % 3}' to='{COMPONENT}'/>"
+
+
+def stream(users: int, churn: bool) -> list[bytes]:
+    """
+    The recorded-shape stream, in chunks as they would come off a socket.
+    """
+    parts = [available(n) for n in range(users)]
+    if churn:
+        for n in range(0, users, 4):
+            parts.append(unavailable(n))
+            parts.append(available(n))
+    chunks, chunk, size = [], [], 0
+    for part in parts:
+        chunk.append(part)
+        size += len(part)
+        if size > 64 * 1024:
+            chunks.append("".join(chunk).encode())
+            chunk, size = [], 0
+    chunks.append("".join(chunk).encode())
+    return chunks
+
+
+def connectedService(port: int = 0):
+    from twisted.internet import reactor
+
+    service = PresenceService(settings(port), reactor)
+    xs = service.connection.factory.buildProtocol(None)
+    xs.makeConnection(StringTransport())
+    xs.dataReceived(
+        f"<stream:stream xmlns='jabber:component:accept' xmlns:stream='http://etherx.jabber.org/streams' "
+        f"from='{COMPONENT}' id='bench'><handshake/>".encode()
+    )
+    return service, xs
+
+
+def rss() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def ingest(users: int) -> dict:
+    chunks = stream(users, churn=True)
+    stanzas = users + 2 * len(range(0, users, 4))
+    service, xs = connectedService()
+    started = time.perf_counter()
+    for chunk in chunks:
+        xs.dataReceived(chunk)
+    seconds = time.perf_counter() - started
+    assert service.tracker.onlineCount() == users
+    return {"stanzas": stanzas, "seconds": seconds, "stanzas_per_second": stanzas / seconds}
+
+
+def memory(users: int) -> dict:
+    service, xs = connectedService()
+    chunks = stream(users, churn=False)
+    gc.collect()
+    before = rss()
+    for chunk in chunks:
+        xs.dataReceived(chunk)
+    del chunks
+    gc.collect()
+    after = rss()
+    assert service.tracker.onlineCount() == users
+    return {"users": users, "rss_delta_bytes": after - before, "bytes_per_user": (after - before) / users,
+            "max_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}
+
+
+def serve(users: int, port: int) -> None:
+    from twisted.internet import reactor
+
+    service, xs = connectedService(port)
+    for chunk in stream(users, churn=False):
+        xs.dataReceived(chunk)
+    gc.collect()
+    service.getServiceNamed("http").startService()
+    print("ready", flush=True)
+    reactor.run()
+
+
+if __name__ == "__main__":
+    command, count = sys.argv[1], int(sys.argv[2])
+    if command == "serve":
+        serve(count, int(sys.argv[3]))
+    else:
+        print(json.dumps({"ingest": ingest, "memory": memory}[command](count)))
