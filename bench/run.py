@@ -83,8 +83,8 @@ def wrk(url: str, pid: int, options: argparse.Namespace) -> dict:
         raise RuntimeError(f"wrk saw errors for {url}:\n{output}")
     return {
         "requests_per_second": float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1)),
-        "p50_ms": _milliseconds(re.search(r"50%\s+(\S+)", output).group(1)),
-        "p99_ms": _milliseconds(re.search(r"99%\s+(\S+)", output).group(1)),
+        "p50_ms": _milliseconds(re.search(r"^\s+50%\s+(\S+)$", output, re.MULTILINE).group(1)),
+        "p99_ms": _milliseconds(re.search(r"^\s+99%\s+(\S+)$", output, re.MULTILINE).group(1)),
         "cpu_seconds_per_10k": cpu / requests * 10_000,
     }
 
