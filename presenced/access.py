@@ -40,15 +40,15 @@ class RosterCache:
         self._entries: dict[str, tuple[float, frozenset[str]]] = {}
         self._inFlight: dict[str, list[defer.Deferred[frozenset[str]]]] = {}
 
-    def subscribers(self, user: str) -> defer.Deferred[frozenset[str]]:
+    def subscribers(self, user: str) -> frozenset[str] | defer.Deferred[frozenset[str]]:
         """
-        The bare JIDs subscribed to C{user}'s presence.
+        The bare JIDs subscribed to C{user}'s presence: at once when the
+        roster is cached, else a Deferred.
         """
         entry = self._entries.get(user)
-        now = self.clock.seconds()
         if entry is not None:
-            if entry[0] > now:
-                return defer.succeed(entry[1])
+            if entry[0] > self.clock.seconds():
+                return entry[1]
             del self._entries[user]
         waiting: defer.Deferred[frozenset[str]] = defer.Deferred()
         if user in self._inFlight:
@@ -101,7 +101,7 @@ class AccessPolicy:
     def mayView(self, user: str, requester: str | None) -> bool | defer.Deferred[bool]:
         """
         Whether C{requester} may see C{user}'s presence: at once when the
-        answer needs no roster, else a Deferred.
+        answer needs no roster or the roster is cached, else a Deferred.
 
         Both are normalised bare JIDs; C{user} is on the served domain.
         Never fails: a roster that cannot be read means no.
@@ -110,9 +110,11 @@ class AccessPolicy:
             return True
         if requester is None:
             return False
-        d = self.rosters.subscribers(user)
-        d.addCallbacks(lambda subscribers: requester in subscribers, self._refuse, errbackArgs=(user,))
-        return d
+        subscribers = self.rosters.subscribers(user)
+        if isinstance(subscribers, frozenset):
+            return requester in subscribers
+        subscribers.addCallbacks(lambda found: requester in found, self._refuse, errbackArgs=(user,))
+        return subscribers
 
     def _refuse(self, failure, user: str) -> bool:
         self.log.warn(

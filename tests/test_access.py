@@ -1,0 +1,97 @@
+"""
+Tests for L{presenced.access}: the roster cache and the access policy.
+"""
+
+from twisted.internet import defer, task
+
+from presenced.access import AccessPolicy, RosterCache
+
+
+class Fetches:
+    def __init__(self):
+        self.pending = {}
+        self.count = 0
+
+    def __call__(self, user):
+        self.count += 1
+        self.pending[user] = defer.Deferred()
+        return self.pending[user]
+
+
+def test_cachedRosterIsAnsweredAtOnce():
+    """
+    Once fetched, a roster is answered without a Deferred until it expires.
+    """
+    clock, fetches = task.Clock(), Fetches()
+    cache = RosterCache(fetches, clock, ttl=10)
+    results = []
+    cache.subscribers("a@x.test").addCallback(results.append)
+    fetches.pending["a@x.test"].callback(frozenset({"b@x.test"}))
+    assert results == [frozenset({"b@x.test"})]
+    assert cache.subscribers("a@x.test") == frozenset({"b@x.test"})
+    clock.advance(10)
+    assert isinstance(cache.subscribers("a@x.test"), defer.Deferred)
+    assert fetches.count == 2
+
+
+def test_failuresAreNotCached():
+    """
+    A failed fetch fails every waiter and is tried again next time.
+    """
+    fetches = Fetches()
+    cache = RosterCache(fetches, task.Clock(), ttl=10)
+    first, second = cache.subscribers("a@x.test"), cache.subscribers("a@x.test")
+    failures = []
+    first.addErrback(failures.append)
+    second.addErrback(failures.append)
+    fetches.pending["a@x.test"].errback(RuntimeError("timeout"))
+    assert len(failures) == 2 and fetches.count == 1
+    assert isinstance(cache.subscribers("a@x.test"), defer.Deferred)
+    assert fetches.count == 2
+
+
+def test_zeroTTLNeverCaches():
+    """
+    With a TTL of 0 every question reads the roster.
+    """
+    fetches = Fetches()
+    cache = RosterCache(fetches, task.Clock(), ttl=0)
+    cache.subscribers("a@x.test")
+    fetches.pending["a@x.test"].callback(frozenset())
+    assert isinstance(cache.subscribers("a@x.test"), defer.Deferred)
+
+
+def test_cacheIsCapped():
+    """
+    Beyond maxEntries rosters, the oldest are dropped.
+    """
+    fetches = Fetches()
+    cache = RosterCache(fetches, task.Clock(), ttl=100)
+    cache.maxEntries = 3
+    for n in range(5):
+        cache.subscribers(f"u{n}@x.test")
+        fetches.pending[f"u{n}@x.test"].callback(frozenset())
+    assert cache.subscribers("u4@x.test") == frozenset()
+    assert cache.subscribers("u2@x.test") == frozenset()
+    assert isinstance(cache.subscribers("u1@x.test"), defer.Deferred)
+
+
+def test_policy():
+    """
+    Public allows all; otherwise the user, and subscribers once the roster
+    says so; a failed roster read refuses.
+    """
+    fetches = Fetches()
+    cache = RosterCache(fetches, task.Clock(), ttl=100)
+    assert AccessPolicy(True, cache).mayView("a@x.test", None) is True
+    policy = AccessPolicy(False, cache)
+    assert policy.mayView("a@x.test", "a@x.test") is True
+    assert policy.mayView("a@x.test", None) is False
+    answers = []
+    policy.mayView("a@x.test", "b@x.test").addCallback(answers.append)
+    fetches.pending["a@x.test"].callback(frozenset({"b@x.test"}))
+    assert answers == [True]
+    assert policy.mayView("a@x.test", "c@x.test") is False
+    policy.mayView("z@x.test", "b@x.test").addCallback(answers.append)
+    fetches.pending["z@x.test"].errback(RuntimeError("no answer"))
+    assert answers == [True, False]
