@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import configparser
 from dataclasses import dataclass
+from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
 from typing import Callable
 
@@ -78,11 +79,14 @@ class HTTPSettings:
     @ivar images: the directory holding one C{STATE.png} per L{State}.
     @ivar access_log: C{"off"}, C{"stdout"}, or the path of a file that
         access log lines (combined log format) are appended to.
+    @ivar trusted_proxies: the reverse proxies whose C{X-Forwarded-For}
+        names the client in the access log.
     """
 
     listen: tuple[str, ...]
     images: Path
     access_log: str
+    trusted_proxies: tuple[IPv4Network | IPv6Network, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -252,6 +256,16 @@ def _accessLog(raw: str) -> str:
     return raw
 
 
+def _networks(raw: str) -> tuple[IPv4Network | IPv6Network, ...]:
+    networks = []
+    for item in raw.split():
+        try:
+            networks.append(ip_network(item, strict=False))
+        except ValueError:
+            raise ValueError(f"not an IP address or network: {item!r}") from None
+    return tuple(networks)
+
+
 def fromString(text: str, name: str = "<string>") -> Settings:
     """
     Parse and validate settings from the text of an INI file.
@@ -285,6 +299,7 @@ def fromString(text: str, name: str = "<string>") -> Settings:
         listen=read.value("http", "listen", _endpoints, ("tcp:8080:interface=127.0.0.1",)),
         images=read.value("http", "images", _directory, defaultImageDirectory()),
         access_log=read.value("http", "access_log", _accessLog, "off"),
+        trusted_proxies=read.value("http", "trusted_proxies", _networks, ()),
     )
     labels = {
         state: read.value("presence", key, str, DEFAULT_LABELS[state])

@@ -70,6 +70,7 @@ class PresenceService(MultiService):
         self.status = StatusResource(self.tracker, self.policy, renderer, xmpp.domain)
         self.site = buildSite(self.status, HealthResource(self.health), reactor)
         self.site.setAccessLog(self._openAccessLog(settings.http.access_log))
+        self.site.logFormatter.trusted = settings.http.trusted_proxies
 
         self.http = MultiService()
         self.http.setName("http")
@@ -167,6 +168,7 @@ class PresenceService(MultiService):
         self.status.renderer = AnswerRenderer(images, presence.labels)
         self.status.domain = self.feed.domain = self.privileges.serverDomain = new.xmpp.domain
         self.site.setAccessLog(self._openAccessLog(new.http.access_log))
+        self.site.logFormatter.trusted = new.http.trusted_proxies
         self.settings = new
         if new.xmpp != old.xmpp:
             self.rosters.clear()

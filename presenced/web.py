@@ -13,12 +13,13 @@ import json
 import sys
 from dataclasses import dataclass, field
 from functools import lru_cache
+from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_address
 from typing import IO, Callable
 
 import hyperlink
-from twisted.internet import task
+from twisted.internet import address, task
 from twisted.internet.interfaces import IReactorTime
-from twisted.web import pages, resource, server
+from twisted.web import http, pages, resource, server
 from twisted.words.protocols.jabber.jid import InvalidFormat, JID
 
 from presenced.access import AccessPolicy
@@ -310,6 +311,74 @@ class AccessLog:
             self._file.close()
 
 
+class ClientAddressFormatter:
+    """
+    Formats access log lines in the combined log format, naming as client
+    the address a trusted reverse proxy forwarded.
+
+    When the peer is one of C{trusted}, C{X-Forwarded-For} is read from the
+    right, past the trusted proxies, to the first address that is not one
+    of them: the client as the outermost trusted proxy saw it.  From any
+    other peer the header is ignored, so clients cannot choose what is
+    logged.
+
+    @ivar trusted: IP networks of the trusted proxies.
+    """
+
+    def __init__(self, trusted: tuple[IPv4Network | IPv6Network, ...] = ()) -> None:
+        self.trusted = trusted
+
+    def __call__(self, timestamp: str, request: server.Request) -> str:
+        client = self.forwardedClient(request) if self.trusted else None
+        return http.combinedLogFormatter(timestamp, request if client is None else _Forwarded(request, client))
+
+    def _isTrusted(self, address: IPv4Address | IPv6Address) -> bool:
+        return any(address in network for network in self.trusted)
+
+    def forwardedClient(self, request: server.Request) -> address.IPv4Address | address.IPv6Address | None:
+        """
+        The client named by trusted proxies, or C{None} to use the peer.
+        """
+        peer = request.getClientAddress()
+        if not isinstance(peer, (address.IPv4Address, address.IPv6Address)):
+            return None
+        try:
+            if not self._isTrusted(ip_address(peer.host)):
+                return None
+        except ValueError:
+            return None
+        header = b",".join(request.requestHeaders.getRawHeaders(b"x-forwarded-for", []))
+        hops = [hop.strip() for hop in header.decode("latin-1").split(",") if hop.strip()]
+        client = None
+        for hop in reversed(hops):
+            try:
+                client = ip_address(hop)
+            except ValueError:
+                return None
+            if not self._isTrusted(client):
+                break
+        if client is None:
+            return None
+        kind = address.IPv6Address if client.version == 6 else address.IPv4Address
+        return kind("TCP", str(client), 0)
+
+
+class _Forwarded:
+    """
+    A request as logged: the same, but from the forwarded client.
+    """
+
+    def __init__(self, request: server.Request, client) -> None:
+        self._request = request
+        self._client = client
+
+    def getClientAddress(self):
+        return self._client
+
+    def __getattr__(self, name: str):
+        return getattr(self._request, name)
+
+
 class PresenceSite(server.Site):
     """
     The HTTP site: presence answers, health, and the access log.
@@ -320,7 +389,8 @@ class PresenceSite(server.Site):
     requestFactory = PresenceRequest
 
     def __init__(self, root: resource.IResource, reactor) -> None:
-        super().__init__(root, reactor=reactor)
+        self.logFormatter = ClientAddressFormatter()
+        super().__init__(root, reactor=reactor, logFormatter=self.logFormatter)
         self.accessLog: AccessLog | None = None
 
     def setAccessLog(self, accessLog: AccessLog | None) -> None:

@@ -182,3 +182,17 @@ def test_shippedImagesAreComplete():
         assert data[:8] == b"\x89PNG\r\n\x1a\n"
         width, height = int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
         assert (width, height) == (16, 16)
+
+
+def test_trustedProxies():
+    """
+    trusted_proxies takes addresses and networks; anything else is an error.
+    """
+    from ipaddress import ip_network
+
+    settings = config.fromString(MINIMAL + "trusted_proxies = 127.0.0.1 10.1.0.0/16 ::1\n")
+    assert settings.http.trusted_proxies == (
+        ip_network("127.0.0.1"), ip_network("10.1.0.0/16"), ip_network("::1"))
+    assert problems(MINIMAL + "trusted_proxies = 127.0.0.1 proxy.example\n") == [
+        "test.ini [http] trusted_proxies: not an IP address or network: 'proxy.example'"
+    ]

@@ -486,3 +486,55 @@ def test_accessLogOff(public, tmp_path):
     public.clock.advance(1)
     assert path.read_text() == ""
     public.site.stopFactory()
+
+
+def logLine(public, peer, forwarded=None, trusted=()):
+    """
+    The access log line of one request from C{peer}.
+    """
+    from ipaddress import ip_network
+
+    lines = []
+
+    class Sink:
+        write = lines.append
+
+    public.site.logFormatter.trusted = tuple(ip_network(t) for t in trusted)
+    public.site.setAccessLog(Sink())
+    public.site.startFactory()
+    connection = Connection(public.site, peer)
+    connection.send("GET", f"{STATUS}?jid=alice@example.test",
+                    headers={"X-Forwarded-For": forwarded} if forwarded else None)
+    public.site.stopFactory()
+    return lines[0]
+
+
+def test_accessLogClientWithoutTrustedProxies(public):
+    """
+    Without trusted proxies, X-Forwarded-For is ignored.
+    """
+    assert logLine(public, "10.0.0.5", "203.0.113.7").startswith('"10.0.0.5" ')
+
+
+def test_accessLogClientFromTrustedProxy(public):
+    """
+    From a trusted proxy, the client is the rightmost untrusted address of
+    X-Forwarded-For.
+    """
+    line = logLine(public, "10.0.0.5", "198.51.100.1, 203.0.113.7, 10.0.0.9", trusted=["10.0.0.0/24"])
+    assert line.startswith('"203.0.113.7" ')
+
+
+def test_accessLogClientFromUntrustedPeer(public):
+    """
+    A client that is not a trusted proxy cannot choose the logged address.
+    """
+    line = logLine(public, "192.0.2.44", "203.0.113.7", trusted=["10.0.0.0/24"])
+    assert line.startswith('"192.0.2.44" ')
+
+
+def test_accessLogMalformedForwardedFor(public):
+    """
+    A malformed X-Forwarded-For from a trusted proxy logs the proxy.
+    """
+    assert logLine(public, "10.0.0.5", "<script>", trusted=["10.0.0.5"]).startswith('"10.0.0.5" ')

@@ -23,8 +23,8 @@ class Connection:
     One HTTP connection to C{site}: send raw requests, read the answers.
     """
 
-    def __init__(self, site: Site) -> None:
-        self.transport = StringTransport(peerAddress=IPv4Address("TCP", "127.0.0.1", 40000))
+    def __init__(self, site: Site, peer: str = "127.0.0.1") -> None:
+        self.transport = StringTransport(peerAddress=IPv4Address("TCP", peer, 40000))
         self.channel = site.buildProtocol(self.transport.getPeer())
         self.channel.makeConnection(self.transport)
 
