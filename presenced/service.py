@@ -142,32 +142,37 @@ class PresenceService(MultiService):
         try:
             new = load(self.configPath)
             images = loadImages(new.http.images)
+            accessLog = self._openAccessLog(new.http.access_log)
         except ConfigError as e:
             for problem in e.problems:
                 self.log.error("{problem}", problem=problem)
             self.log.error("Reload aborted: the configuration has errors; nothing was changed")
             return False
         except OSError as e:
-            self.log.error("Reload aborted: cannot read the images ({why}); nothing was changed", why=e)
+            self.log.error("Reload aborted: {why}; nothing was changed", why=e)
             return False
         old = self.settings
         changes = _differences(old, new)
+        if changes:
+            try:
+                await self._rebind(new.http.listen)
+            except Exception as e:
+                if accessLog is not None:
+                    accessLog.close()
+                self.log.error("Reload aborted: cannot listen ({why}); nothing was changed", why=e)
+                return False
+
+        # The access log file is reopened on every reload, for log rotation.
+        self.site.setAccessLog(accessLog)
         if not changes:
             self.log.info("Reload done: nothing changed")
             return True
-        try:
-            await self._rebind(new.http.listen)
-        except Exception as e:
-            self.log.error("Reload aborted: cannot listen ({why}); nothing was changed", why=e)
-            return False
-
         presence = new.presence
         self.policy.public = presence.public
         self.rosters.ttl = presence.roster_ttl
         self.rosterReader.timeout = presence.roster_timeout
         self.status.renderer = AnswerRenderer(images, presence.labels)
         self.status.domain = self.feed.domain = self.privileges.serverDomain = new.xmpp.domain
-        self.site.setAccessLog(self._openAccessLog(new.http.access_log))
         self.site.logFormatter.trusted = new.http.trusted_proxies
         self.settings = new
         if new.xmpp != old.xmpp:

@@ -59,5 +59,8 @@ def makeService(options: Options, reactor=None) -> PresenceService:
     """
     if reactor is None:
         from twisted.internet import reactor
-    return PresenceService(loadSettings(options["config"]), reactor, configPath=options["config"],
-                            reloadOnHangup=True)
+    settings = loadSettings(options["config"])
+    try:
+        return PresenceService(settings, reactor, configPath=options["config"], reloadOnHangup=True)
+    except OSError as e:
+        raise SystemExit(f"presenced: refusing to start: {e}") from None

@@ -236,3 +236,34 @@ def test_linkLossDropsCachedRosters(daemon):
     daemon.service.rosters._entries["alice@example.test"] = (1e12, frozenset({"bob@example.test"}))
     xs.connectionLost(Failure(Exception("closed")))
     assert daemon.service.rosters._entries == {}
+
+
+def test_reloadReopensAccessLog(daemon, tmp_path):
+    """
+    Every reload reopens the access log file, so that a rotated file is
+    replaced by a new one.
+    """
+    path = tmp_path / "access.log"
+    assert daemon.reload(http__access_log=str(path)) == [True]
+    request(daemon.service.site, "GET", "/plugins/presence/status?jid=a@example.test")
+    daemon.service.site.accessLog.flush()
+    path.rename(tmp_path / "access.log.1")
+    assert daemon.reload(http__access_log=str(path)) == [True]
+    request(daemon.service.site, "GET", "/plugins/presence/status?jid=b@example.test")
+    daemon.service.site.accessLog.flush()
+    assert "a@example.test" in (tmp_path / "access.log.1").read_text()
+    assert "b@example.test" in path.read_text() and "a@example.test" not in path.read_text()
+
+
+def test_unwritableAccessLogAbortsReload(daemon, tmp_path):
+    """
+    An access log that cannot be opened aborts the reload.
+    """
+    directory = tmp_path / "logs"
+    directory.mkdir()
+    (directory / "access.log").mkdir()
+    with capturedLogs() as events:
+        assert daemon.reload(http__access_log=str(directory / "access.log"),
+                             presence__public="false") == [False]
+    assert daemon.service.policy.public is True
+    assert any("Reload aborted" in e["log_format"] for e in events)

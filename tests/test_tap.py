@@ -68,3 +68,19 @@ def test_makeService(tmp_path):
     service = tap.makeService(options, task.Clock())
     assert isinstance(service, PresenceService)
     assert {child.name for child in service} == {"xmpp", "http"}
+
+
+def test_unopenableAccessLogRefusesToStart(tmp_path):
+    """
+    An access log file that cannot be opened stops start-up with the reason.
+    """
+    (tmp_path / "access.log").mkdir()
+    path = tmp_path / "ok.ini"
+    path.write_text(
+        "[xmpp]\njid = presence.example.com\nsecret = s\ndomain = example.com\n"
+        f"[http]\nlisten = tcp:0:interface=127.0.0.1\naccess_log = {tmp_path / 'access.log'}\n"
+    )
+    options = tap.Options()
+    options.parseOptions(["-c", str(path)])
+    with pytest.raises(SystemExit, match="presenced: refusing to start: .*Is a directory"):
+        tap.makeService(options, task.Clock())
