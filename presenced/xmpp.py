@@ -18,6 +18,7 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.words.protocols.jabber import component as jabber_component
 from twisted.words.protocols.jabber import error as jabber_error
+from twisted.words.protocols.jabber import sasl
 from twisted.words.protocols.jabber import xmlstream
 from twisted.words.protocols.jabber.jid import InvalidFormat, JID
 from twisted.words.xish import domish
@@ -298,15 +299,16 @@ def _rosterFailure(failure) -> None:
     raise RosterUnavailable(repr(failure.value))
 
 
-class ComponentStreamFactory(xmlstream.XmlStreamFactory):
+class LinkStreamFactory(xmlstream.XmlStreamFactory):
     """
-    Connects a component (XEP-0114) and reconnects it when the link fails.
+    Connects an XML stream to the server and reconnects it when the link
+    fails: for the component's handshake (XEP-0114) or a client login.
 
-    Unlike twisted.words' own component factory, the retry delay is reset
-    only once the handshake succeeds, so that a rejected secret is retried
+    Unlike twisted.words' own factories, the retry delay is reset only once
+    the stream is authenticated, so that rejected credentials are retried
     with growing delays, and it is capped at L{maxDelay} (a minute) rather
-    than an hour.  Delays grow exponentially, with jitter.  Each handshake
-    must finish within L{handshakeTimeout} seconds.
+    than an hour.  Delays grow exponentially, with jitter.  Each stream set-up
+    must finish within L{handshakeTimeout} seconds; a failed one is closed.
     """
 
     log = Logger()
@@ -315,20 +317,20 @@ class ComponentStreamFactory(xmlstream.XmlStreamFactory):
     maxDelay = 60.0
     handshakeTimeout = 30.0
 
-    def __init__(self, jid: str, secret: str, clock: IReactorTime) -> None:
-        super().__init__(jabber_component.ConnectComponentAuthenticator(jid, secret))
+    def __init__(self, authenticator: xmlstream.ConnectAuthenticator, clock: IReactorTime) -> None:
+        super().__init__(authenticator)
         self.clock = clock
         self.delay = self.initialDelay
-        self.addBootstrap(xmlstream.STREAM_CONNECTED_EVENT, self._startHandshakeTimer)
+        self.addBootstrap(xmlstream.STREAM_CONNECTED_EVENT, self._watchSetUp)
         self.addBootstrap(xmlstream.STREAM_AUTHD_EVENT, self._authenticated)
         self.addBootstrap(xmlstream.STREAM_ERROR_EVENT, self._streamError)
 
-    def setCredentials(self, jid: str, secret: str) -> None:
+    def setAuthenticator(self, authenticator: xmlstream.ConnectAuthenticator) -> None:
         """
-        Use another component address and secret from the next connection on.
+        Use other credentials from the next connection on.
         """
-        self.authenticator = jabber_component.ConnectComponentAuthenticator(jid, secret)
-        self.args = (self.authenticator,)
+        self.authenticator = authenticator
+        self.args = (authenticator,)
 
     def buildProtocol(self, addr):
         delay, retries = self.delay, self.retries
@@ -336,14 +338,15 @@ class ComponentStreamFactory(xmlstream.XmlStreamFactory):
         self.delay, self.retries = delay, retries
         return xs
 
-    def _startHandshakeTimer(self, xs: xmlstream.XmlStream) -> None:
+    def _watchSetUp(self, xs: xmlstream.XmlStream) -> None:
         timer = self.clock.callLater(self.handshakeTimeout, self._handshakeTimedOut, xs)
         cancel = lambda _: timer.active() and timer.cancel()
         xs.addOnetimeObserver(xmlstream.STREAM_AUTHD_EVENT, cancel)
         xs.addOnetimeObserver(xmlstream.STREAM_END_EVENT, cancel)
+        xs.addOnetimeObserver(xmlstream.INIT_FAILED_EVENT, self._setUpFailed, xs=xs)
 
     def _handshakeTimedOut(self, xs: xmlstream.XmlStream) -> None:
-        self.log.error("No component handshake within {timeout}s; closing the connection",
+        self.log.error("The XMPP stream was not set up within {timeout}s; closing the connection",
                        timeout=self.handshakeTimeout)
         xs.transport.abortConnection()
 
@@ -353,10 +356,23 @@ class ComponentStreamFactory(xmlstream.XmlStreamFactory):
 
     def _streamError(self, reason) -> None:
         if reason.check(jabber_error.StreamError) and reason.value.condition == "not-authorized":
-            self.log.error("The XMPP server rejected the component secret for {jid}",
-                           jid=self.authenticator.otherHost)
+            self.log.error("The XMPP server rejected the credentials of {jid}", jid=self.account())
         else:
             self.log.error("The XMPP server closed the stream: {why}", why=reason.getErrorMessage())
+
+    def _setUpFailed(self, reason, xs: xmlstream.XmlStream) -> None:
+        if reason.check(sasl.SASLAuthError):
+            self.log.error("The XMPP server rejected the credentials of {jid}", jid=self.account())
+        else:
+            self.log.error("Setting up the XMPP stream failed: {why}", why=reason.getErrorMessage())
+        xs.transport.loseConnection()
+
+    def account(self) -> str:
+        """
+        The address presenced logs in with.
+        """
+        jid = getattr(self.authenticator, "jid", None)
+        return jid.full() if jid is not None else self.authenticator.otherHost
 
     def retry(self, connector=None) -> None:
         super().retry(connector)
@@ -376,7 +392,8 @@ class ComponentConnection(Component):
     log = Logger()
 
     def __init__(self, reactor, host: str, port: int, jid: str, secret: str) -> None:
-        StreamManager.__init__(self, ComponentStreamFactory(jid, secret, reactor), reactor)
+        authenticator = jabber_component.ConnectComponentAuthenticator(jid, secret)
+        StreamManager.__init__(self, LinkStreamFactory(authenticator, reactor), reactor)
         self.host = host
         self.port = port
         self.authenticated = False
@@ -396,7 +413,7 @@ class ComponentConnection(Component):
         self.factory.stopTrying()
         self._connection.disconnect()
         self.host, self.port = host, port
-        self.factory.setCredentials(jid, secret)
+        self.factory.setAuthenticator(jabber_component.ConnectComponentAuthenticator(jid, secret))
 
         def connectAgain(_):
             self.factory.resetDelay()

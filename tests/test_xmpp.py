@@ -9,10 +9,11 @@ from twisted.internet.testing import StringTransport
 from twisted.logger import LogLevel, capturedLogs
 from twisted.python.failure import Failure
 from twisted.words.protocols.jabber import error, xmlstream
+from twisted.words.protocols.jabber.component import ConnectComponentAuthenticator
 
 from presenced.presence import OFFLINE, PresenceTracker, State
 from presenced.xmpp import (
-    ComponentConnection, ComponentStreamFactory, LinkMonitor, PresenceFeed,
+    ComponentConnection, LinkMonitor, LinkStreamFactory, PresenceFeed,
     PrivilegeListener, RosterReader, RosterUnavailable,
 )
 
@@ -307,7 +308,7 @@ def test_retryDelayGrowsUntilAuthenticated():
     are capped at a minute, and start over after a successful handshake.
     """
     clock = task.Clock()
-    factory = ComponentStreamFactory(COMPONENT, "secret", clock)
+    factory = LinkStreamFactory(ConnectComponentAuthenticator(COMPONENT, "secret"), clock)
     factory.jitter = 0
     connector = FakeConnector()
     delays = []
@@ -331,13 +332,13 @@ def test_rejectedSecretLogged():
     """
     A stream error not-authorized is logged as a rejected secret.
     """
-    factory = ComponentStreamFactory(COMPONENT, "secret", task.Clock())
+    factory = LinkStreamFactory(ConnectComponentAuthenticator(COMPONENT, "secret"), task.Clock())
     xs = factory.buildProtocol(None)
     xs.makeConnection(StringTransport())
     with capturedLogs() as events:
         xs.dispatch(Failure(error.StreamError("not-authorized")), xmlstream.STREAM_ERROR_EVENT)
     assert [e["log_format"] for e in events if e["log_level"] == LogLevel.error] == [
-        "The XMPP server rejected the component secret for {jid}"
+        "The XMPP server rejected the credentials of {jid}"
     ]
 
 
@@ -347,7 +348,7 @@ def test_handshakeTimeout():
     handshake timeout.
     """
     clock = task.Clock()
-    factory = ComponentStreamFactory(COMPONENT, "secret", clock)
+    factory = LinkStreamFactory(ConnectComponentAuthenticator(COMPONENT, "secret"), clock)
     xs = factory.buildProtocol(None)
     transport = StringTransport()
     xs.makeConnection(transport)
@@ -363,7 +364,7 @@ def test_handshakeTimerCancelledOnSuccess():
     A completed handshake cancels the timeout.
     """
     clock = task.Clock()
-    factory = ComponentStreamFactory(COMPONENT, "secret", clock)
+    factory = LinkStreamFactory(ConnectComponentAuthenticator(COMPONENT, "secret"), clock)
     xs = factory.buildProtocol(None)
     xs.makeConnection(StringTransport())
     xs.dispatch(xs, xmlstream.STREAM_AUTHD_EVENT)

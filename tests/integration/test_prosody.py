@@ -179,6 +179,6 @@ async def test_wrongSecretIsLoggedAndHttpStillAnswers(world):
     client.available(status="online")
     with capturedLogs() as events:
         await world.start(secret="not-the-secret", waitForLink=False)
-        await until(lambda: any("rejected the component secret" in e.get("log_format", "") for e in events))
+        await until(lambda: any("rejected the credentials" in e.get("log_format", "") for e in events))
     assert await world.text(f"jid={ivan}") == "Unavailable"
     assert not world.service.link.connected
