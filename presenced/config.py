@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import configparser
 from dataclasses import dataclass
-from ipaddress import IPv4Network, IPv6Network, ip_network
+from ipaddress import IPv4Network, IPv6Network, ip_address, ip_network
 from pathlib import Path
 from typing import Callable
 
@@ -57,17 +57,38 @@ _LABEL_KEYS = {
 @dataclass(frozen=True)
 class XMPPSettings:
     """
-    How to reach the XMPP server as a component.
+    How to reach the XMPP server, as a component or as a client.
 
-    @ivar jid: the component's address.
-    @ivar domain: the users' domain that is served.
+    @ivar mode: C{"component"} (XEP-0114 with XEP-0356 privileges) or
+        C{"client"} (an ordinary account that users add as a contact).
+    @ivar jid: the component's address, or the account's JID.
+    @ivar secret: the component secret, or the account's password.
+    @ivar host: where to connect; C{None} in client mode to look up the
+        domain's C{_xmpp-client._tcp} SRV records.
+    @ivar domain: the users' domain (component), or the account's domain.
+    @ivar allow_domains: client mode: the domains whose users may add the
+        account and be served.
+    @ivar tls: client mode: C{"required"}, C{"optional"} or C{"off"}.
+    @ivar ca_file: client mode: CA certificates to verify the server
+        with, instead of the system's.
     """
 
     jid: str
     secret: str
-    host: str
+    host: str | None
     port: int
     domain: str
+    mode: str = "component"
+    allow_domains: tuple[str, ...] = ()
+    tls: str = "required"
+    ca_file: Path | None = None
+
+    @property
+    def servedDomains(self) -> frozenset[str]:
+        """
+        The domains whose users' presence is served.
+        """
+        return frozenset(self.allow_domains) if self.mode == "client" else frozenset({self.domain})
 
 
 @dataclass(frozen=True)
@@ -149,17 +170,24 @@ class _Reader:
         self.problems.append(f"{self.name} [{section}] {key}: {text}")
 
     def value(self, section: str, key: str, convert: Callable[[str], object], default: object = _MISSING):
+        """
+        The converted value of a key, or C{default} when it is absent.
+
+        A problem is noted when a required key (no default) is absent or a
+        value does not convert; the result is then C{None} or the default.
+        """
         self.known.setdefault(section, set()).add(key)
+        fallback = None if default is _MISSING else default
         raw = self.parser.get(section, key, fallback=None)
         if raw is None:
             if default is _MISSING:
                 self.problem(section, key, "is required")
-            return default
+            return fallback
         try:
             return convert(raw.strip())
         except ValueError as e:
             self.problem(section, key, str(e))
-            return default
+            return fallback
 
     def rejectUnknown(self) -> None:
         for section in self.parser.sections():
@@ -266,6 +294,84 @@ def _networks(raw: str) -> tuple[IPv4Network | IPv6Network, ...]:
     return tuple(networks)
 
 
+_CLIENT_ONLY = ("allow_domains", "tls", "ca_file")
+
+
+def _accountJID(raw: str) -> str:
+    try:
+        parsed = JID(raw)
+    except InvalidFormat as e:
+        raise ValueError(f"not a valid JID: {raw!r} ({e})") from None
+    if parsed.user is None:
+        raise ValueError(f"must be an account, user@domain: {raw!r}")
+    return parsed.full()
+
+
+def _choice(*allowed: str) -> Callable[[str], str]:
+    def check(raw: str) -> str:
+        if raw not in allowed:
+            raise ValueError(f"must be one of {', '.join(allowed)}: {raw!r}")
+        return raw
+    return check
+
+
+def _domains(raw: str) -> tuple[str, ...]:
+    domains = tuple(_domainJID(item) for item in raw.split())
+    if not domains:
+        raise ValueError("needs at least one domain")
+    return domains
+
+
+def _file(raw: str) -> Path:
+    path = Path(raw)
+    if not path.is_file():
+        raise ValueError(f"not a file: {raw!r}")
+    return path
+
+
+def _isLoopback(host: str | None) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return host is not None and ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _xmppSettings(read: _Reader) -> XMPPSettings:
+    mode = read.value("xmpp", "mode", _choice("component", "client"), "component")
+    if mode != "client":
+        for key in _CLIENT_ONLY:
+            if read.value("xmpp", key, str, None) is not None:
+                read.problem("xmpp", key, "only used with mode = client")
+        return XMPPSettings(
+            jid=read.value("xmpp", "jid", _domainJID),
+            secret=read.value("xmpp", "secret", _text),
+            host=read.value("xmpp", "host", _text, "127.0.0.1"),
+            port=read.value("xmpp", "port", _port, 5347),
+            domain=read.value("xmpp", "domain", _domainJID),
+        )
+    jid = read.value("xmpp", "jid", _accountJID)
+    accountDomain = JID(jid).host if jid else None
+    if read.value("xmpp", "domain", str, None) is not None:
+        read.problem("xmpp", "domain", "not used with mode = client; list the served domains in allow_domains")
+    host = read.value("xmpp", "host", _text, None)
+    tls = read.value("xmpp", "tls", _choice("required", "optional", "off"), "required")
+    if tls != "required" and not _isLoopback(host):
+        read.problem("xmpp", "tls", f"{tls} is only allowed with a loopback host (127.0.0.1, ::1, localhost)")
+    return XMPPSettings(
+        mode=mode,
+        jid=jid,
+        secret=read.value("xmpp", "secret", _text),
+        host=host,
+        port=read.value("xmpp", "port", _port, 5222),
+        domain=accountDomain,
+        allow_domains=read.value("xmpp", "allow_domains", _domains, (accountDomain,) if accountDomain else ()),
+        tls=tls,
+        ca_file=read.value("xmpp", "ca_file", _file, None),
+    )
+
+
 def fromString(text: str, name: str = "<string>") -> Settings:
     """
     Parse and validate settings from the text of an INI file.
@@ -288,13 +394,7 @@ def fromString(text: str, name: str = "<string>") -> Settings:
         if not parser.has_section(section):
             read.problems.append(f"{name} [{section}]: missing section")
 
-    xmpp = XMPPSettings(
-        jid=read.value("xmpp", "jid", _domainJID),
-        secret=read.value("xmpp", "secret", _text),
-        host=read.value("xmpp", "host", _text, "127.0.0.1"),
-        port=read.value("xmpp", "port", _port, 5347),
-        domain=read.value("xmpp", "domain", _domainJID),
-    )
+    xmpp = _xmppSettings(read)
     http = HTTPSettings(
         listen=read.value("http", "listen", _endpoints, ("tcp:8080:interface=127.0.0.1",)),
         images=read.value("http", "images", _directory, defaultImageDirectory()),
@@ -312,8 +412,12 @@ def fromString(text: str, name: str = "<string>") -> Settings:
         roster_timeout=read.value("presence", "roster_timeout", _positiveSeconds, 5.0),
     )
     read.rejectUnknown()
-    if xmpp.jid and xmpp.jid == xmpp.domain:
+    if xmpp.mode == "component" and xmpp.jid and xmpp.jid == xmpp.domain:
         read.problem("xmpp", "jid", "the component needs its own address, not the users' domain")
+    if xmpp.mode == "client" and not presence.public:
+        read.problem("presence", "public",
+                     "must be true with mode = client: an account cannot read other users' rosters; "
+                     "only users who added the account are served anyway")
     if read.problems:
         raise ConfigError(read.problems)
     return Settings(xmpp=xmpp, http=http, presence=presence)

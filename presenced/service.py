@@ -21,6 +21,7 @@ from presenced.config import ConfigError, Settings, load
 from presenced.presence import PresenceTracker
 from presenced.web import AccessLog, HealthResource, StatusResource, buildSite
 from presenced.xmpp import ComponentConnection, LinkMonitor, PresenceFeed, PrivilegeListener, RosterReader
+from presenced.xmppclient import ClientConnection, ConsentKeeper, ContactRoster
 
 
 class PresenceService(MultiService):
@@ -51,23 +52,29 @@ class PresenceService(MultiService):
         self._reloadAgain: defer.Deferred[bool] | None = None
 
         xmpp, presence = settings.xmpp, settings.presence
-        self.connection = ComponentConnection(reactor, xmpp.host, xmpp.port, xmpp.jid, xmpp.secret)
+        self.link = LinkMonitor(reactor)
+        self.feed = PresenceFeed(self.tracker, xmpp.servedDomains, reactor)
+        if xmpp.mode == "client":
+            self.connection = ClientConnection(reactor, xmpp)
+            self.contacts = ContactRoster(xmpp.servedDomains)
+            handlers = [self.link, self.feed, self.contacts, ConsentKeeper(self.contacts)]
+            self.policy = self.contacts
+            self.rosters = None
+        else:
+            self.connection = ComponentConnection(reactor, xmpp)
+            self.privileges = PrivilegeListener(xmpp.domain)
+            self.rosterReader = RosterReader(self.link, presence.roster_timeout)
+            handlers = [self.link, self.feed, self.privileges, self.rosterReader]
+            self.rosters = RosterCache(self.rosterReader.subscribers, reactor, presence.roster_ttl)
+            self.link.listeners.append(lambda connected: connected or self.rosters.clear())
+            self.policy = AccessPolicy(presence.public, self.rosters)
         self.connection.setName("xmpp")
         self.connection.setServiceParent(self)
-        self.link = LinkMonitor(reactor)
-        self.link.setHandlerParent(self.connection)
-        self.feed = PresenceFeed(self.tracker, xmpp.domain, reactor)
-        self.feed.setHandlerParent(self.connection)
-        self.privileges = PrivilegeListener(xmpp.domain)
-        self.privileges.setHandlerParent(self.connection)
-        self.rosterReader = RosterReader(self.link, presence.roster_timeout)
-        self.rosterReader.setHandlerParent(self.connection)
+        for handler in handlers:
+            handler.setHandlerParent(self.connection)
 
-        self.rosters = RosterCache(self.rosterReader.subscribers, reactor, presence.roster_ttl)
-        self.link.listeners.append(lambda connected: connected or self.rosters.clear())
-        self.policy = AccessPolicy(presence.public, self.rosters)
         renderer = AnswerRenderer(loadImages(settings.http.images), presence.labels)
-        self.status = StatusResource(self.tracker, self.policy, renderer, xmpp.domain)
+        self.status = StatusResource(self.tracker, self.policy, renderer, xmpp.servedDomains)
         self.site = buildSite(self.status, HealthResource(self.health), reactor)
         self.site.setAccessLog(self._openAccessLog(settings.http.access_log))
         self.site.logFormatter.trusted = settings.http.trusted_proxies
@@ -152,6 +159,12 @@ class PresenceService(MultiService):
             self.log.error("Reload aborted: {why}; nothing was changed", why=e)
             return False
         old = self.settings
+        if new.xmpp.mode != old.xmpp.mode:
+            if accessLog is not None:
+                accessLog.close()
+            self.log.error("Reload aborted: [xmpp] mode cannot change while presenced runs; "
+                           "restart it instead. Nothing was changed")
+            return False
         changes = _differences(old, new)
         if changes:
             try:
@@ -168,16 +181,19 @@ class PresenceService(MultiService):
             self.log.info("Reload done: nothing changed")
             return True
         presence = new.presence
-        self.policy.public = presence.public
-        self.rosters.ttl = presence.roster_ttl
-        self.rosterReader.timeout = presence.roster_timeout
+        if self.rosters is not None:
+            self.policy.public = presence.public
+            self.rosters.ttl = presence.roster_ttl
+            self.rosterReader.timeout = presence.roster_timeout
+            self.privileges.serverDomain = new.xmpp.domain
         self.status.renderer = AnswerRenderer(images, presence.labels)
-        self.status.domain = self.feed.domain = self.privileges.serverDomain = new.xmpp.domain
+        self.status.domains = self.feed.domains = new.xmpp.servedDomains
         self.site.logFormatter.trusted = new.http.trusted_proxies
         self.settings = new
         if new.xmpp != old.xmpp:
-            self.rosters.clear()
-            await self.connection.reconnect(new.xmpp.host, new.xmpp.port, new.xmpp.jid, new.xmpp.secret)
+            if self.rosters is not None:
+                self.rosters.clear()
+            await self.connection.reconnect(new.xmpp)
         self.log.info("Reload done; changed: {changes}", changes=", ".join(changes))
         return True
 

@@ -154,19 +154,19 @@ class StatusResource(resource.Resource):
     allowedMethods = (b"GET", b"HEAD", b"POST")
 
     def __init__(self, tracker: PresenceTracker, policy: AccessPolicy,
-                 renderer: AnswerRenderer, domain: str) -> None:
+                 renderer: AnswerRenderer, domains: frozenset[str]) -> None:
         super().__init__()
         self.tracker = tracker
         self.policy = policy
         self.renderer = renderer
-        self.domain = domain
+        self.domains = domains
 
     def render_GET(self, request: server.Request) -> bytes | int:
         try:
             query = parseQuery(request.args)
         except BadRequest as e:
             return _plain(request, 400, str(e))
-        if query.user.partition("@")[2] != self.domain:
+        if query.user.partition("@")[2] not in self.domains:
             return self._answer(request, query, FORBIDDEN)
         decision = self.policy.mayView(query.user, query.requester)
         if isinstance(decision, bool):

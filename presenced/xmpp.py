@@ -13,6 +13,7 @@ from typing import Callable
 
 import presenced.wokkel_compat  # noqa: F401  (must precede wokkel)
 
+from twisted.application import service
 from twisted.internet import defer
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
@@ -26,6 +27,7 @@ from wokkel.component import Component
 from wokkel.subprotocols import StreamManager, XMPPHandler
 from wokkel.xmppim import RosterItem, RosterRequest
 
+from presenced.config import XMPPSettings
 from presenced.presence import PresenceTracker, ResourcePresence, stateFromShow
 
 NS_COMPONENT = "jabber:component:accept"
@@ -37,21 +39,21 @@ NS_XML = "http://www.w3.org/XML/1998/namespace"
 MAX_STATUS = 1024
 
 
-def _serverStampedSender(text: str | None, domain: str) -> tuple[str, str | None] | None:
+def _serverStampedSender(text: str | None, domains: frozenset[str]) -> tuple[str, str | None] | None:
     """
     Split the C{from} of a presence the server forwards into the user's
-    bare JID and resource, if it is a user of C{domain}.
+    bare JID and resource, if it is a user of one of C{domains}.
 
     The server stamps C{from} with the sender's normalised JID (RFC 6120,
     8.1.2.1), so it is compared as it is, without redoing stringprep; a
     sender that is not exactly C{user@domain[/resource]} is not a user of
-    the domain.
+    a served domain.
     """
     if not text:
         return None
     bare, slash, resource = text.partition("/")
     user, at, host = bare.partition("@")
-    if not at or not user or host != domain or len(bare) > 2048 or len(resource) > 1023:
+    if not at or not user or host not in domains or len(bare) > 2048 or len(resource) > 1023:
         return None
     if slash and not resource:
         return None
@@ -105,7 +107,7 @@ def _priority(element: domish.Element) -> int:
 
 class PresenceFeed(XMPPHandler):
     """
-    Feeds every presence of the served domain's users into the model.
+    Feeds every presence of the served domains' users into the model.
 
     Presence from other domains, from the bare domain, with an unparseable
     sender, or of types other than available and unavailable is ignored.
@@ -115,10 +117,10 @@ class PresenceFeed(XMPPHandler):
 
     log = Logger()
 
-    def __init__(self, tracker: PresenceTracker, domain: str, clock: IReactorTime) -> None:
+    def __init__(self, tracker: PresenceTracker, domains: frozenset[str], clock: IReactorTime) -> None:
         super().__init__()
         self.tracker = tracker
-        self.domain = domain
+        self.domains = domains
         self.clock = clock
 
     def connectionInitialized(self) -> None:
@@ -131,7 +133,7 @@ class PresenceFeed(XMPPHandler):
         """
         Record one presence stanza.
         """
-        sender = _serverStampedSender(element.getAttribute("from"), self.domain)
+        sender = _serverStampedSender(element.getAttribute("from"), self.domains)
         if sender is None:
             return
         user, resource = sender
@@ -381,24 +383,53 @@ class LinkStreamFactory(xmlstream.XmlStreamFactory):
                           delay=self._callID.getTime() - self.clock.seconds(), attempt=self.retries)
 
 
-class ComponentConnection(Component):
+class LinkService(StreamManager, service.Service):
     """
-    The external component's link to the server, kept up for the lifetime
-    of the service.
+    A link to the XMPP server, kept up for the lifetime of the service and
+    reconnected by its L{LinkStreamFactory}.
+
+    Subclasses say how to authenticate (L{authenticatorFor}) and may say
+    how to connect (L{_connect}).
 
     @ivar authenticated: whether the link is up and authenticated.
     """
 
     log = Logger()
 
-    def __init__(self, reactor, host: str, port: int, jid: str, secret: str) -> None:
-        authenticator = jabber_component.ConnectComponentAuthenticator(jid, secret)
-        StreamManager.__init__(self, LinkStreamFactory(authenticator, reactor), reactor)
-        self.host = host
-        self.port = port
+    def __init__(self, reactor, settings: XMPPSettings) -> None:
+        StreamManager.__init__(self, LinkStreamFactory(self.authenticatorFor(settings), reactor), reactor)
+        self.settings = settings
         self.authenticated = False
+        self._connector = None
 
-    def reconnect(self, host: str, port: int, jid: str, secret: str) -> defer.Deferred[None]:
+    @staticmethod
+    def authenticatorFor(settings: XMPPSettings) -> xmlstream.ConnectAuthenticator:
+        """
+        The authenticator that logs in with C{settings}.
+        """
+        raise NotImplementedError()
+
+    def startService(self) -> None:
+        """
+        Start connecting, and keep reconnecting until stopped.
+        """
+        service.Service.startService(self)
+        self._connector = self._connect()
+
+    def stopService(self) -> None:
+        """
+        Close the link and stop reconnecting.
+        """
+        service.Service.stopService(self)
+        self.factory.stopTrying()
+        if self._connector is not None:
+            self._connector.disconnect()
+
+    def _connect(self):
+        return self._reactor.connectTCP(self.settings.host, self.settings.port, self.factory,
+                                        timeout=self.factory.handshakeTimeout)
+
+    def reconnect(self, settings: XMPPSettings) -> defer.Deferred[None]:
         """
         Drop the current link, and connect again with new settings once it
         is closed.
@@ -411,24 +442,21 @@ class ComponentConnection(Component):
         else:
             closed.callback(None)
         self.factory.stopTrying()
-        self._connection.disconnect()
-        self.host, self.port = host, port
-        self.factory.setAuthenticator(jabber_component.ConnectComponentAuthenticator(jid, secret))
+        if self._connector is not None:
+            self._connector.disconnect()
+        self.settings = settings
+        self.factory.setAuthenticator(self.authenticatorFor(settings))
 
         def connectAgain(_):
             self.factory.resetDelay()
-            self._connection = self._getConnection()
+            self._connector = self._connect()
 
         return closed.addCallback(connectAgain)
 
-    def _getConnection(self):
-        return self._reactor.connectTCP(self.host, self.port, self.factory,
-                                        timeout=self.factory.handshakeTimeout)
-
     def _authd(self, xs) -> None:
         self.authenticated = True
-        self.log.info("Connected to the XMPP server at {host}:{port} as {jid}",
-                      host=self.host, port=self.port, jid=xs.thisEntity.full())
+        account = getattr(xs.authenticator, "jid", None) or xs.thisEntity
+        self.log.info("Connected to the XMPP server as {jid}", jid=account.full())
         super()._authd(xs)
 
     def _disconnected(self, reason) -> None:
@@ -439,5 +467,16 @@ class ComponentConnection(Component):
 
     def initializationFailed(self, reason) -> None:
         """
-        Handshake failures are logged and retried by the factory.
+        Failed stream set-ups are logged and retried by the factory.
         """
+
+
+class ComponentConnection(LinkService, Component):
+    """
+    The external component's link (XEP-0114); outgoing stanzas are sent
+    from the component's address.
+    """
+
+    @staticmethod
+    def authenticatorFor(settings: XMPPSettings) -> xmlstream.ConnectAuthenticator:
+        return jabber_component.ConnectComponentAuthenticator(settings.jid, settings.secret)

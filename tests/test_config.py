@@ -196,3 +196,53 @@ def test_trustedProxies():
     assert problems(MINIMAL + "trusted_proxies = 127.0.0.1 proxy.example\n") == [
         "test.ini [http] trusted_proxies: not an IP address or network: 'proxy.example'"
     ]
+
+
+CLIENT = """
+[xmpp]
+mode = client
+jid = presence-bot@example.com/web
+secret = password
+[http]
+listen = tcp:0:interface=127.0.0.1
+[presence]
+public = true
+"""
+
+
+def test_clientModeDefaults():
+    """
+    In client mode, the account's domain is the one allowed, TLS is
+    required, and the server is found through DNS SRV on port 5222.
+    """
+    xmpp = config.fromString(CLIENT).xmpp
+    assert (xmpp.mode, xmpp.jid, xmpp.domain) == ("client", "presence-bot@example.com/web", "example.com")
+    assert (xmpp.host, xmpp.port, xmpp.tls, xmpp.ca_file) == (None, 5222, "required", None)
+    assert xmpp.servedDomains == frozenset({"example.com"})
+
+
+def test_clientModeProblems(tmp_path):
+    """
+    Client mode needs an account JID and public answers; TLS may only be
+    relaxed for a loopback server; component-only keys are refused.
+    """
+    text = (CLIENT.replace("presence-bot@example.com/web", "example.com")
+            .replace("public = true", "public = false")
+            .replace("secret = password", "secret = password\ntls = off\ndomain = example.com\nca_file = /nope"))
+    assert problems(text) == [
+        "test.ini [xmpp] jid: must be an account, user@domain: 'example.com'",
+        "test.ini [xmpp] domain: not used with mode = client; list the served domains in allow_domains",
+        "test.ini [xmpp] tls: off is only allowed with a loopback host (127.0.0.1, ::1, localhost)",
+        "test.ini [xmpp] ca_file: not a file: '/nope'",
+        "test.ini [presence] public: must be true with mode = client: an account cannot read other "
+        "users' rosters; only users who added the account are served anyway",
+    ]
+
+
+def test_clientKeysRefusedInComponentMode():
+    """
+    Keys that only client mode uses are errors in component mode.
+    """
+    assert problems(MINIMAL.replace("secret = s3cret", "secret = s3cret\ntls = off")) == [
+        "test.ini [xmpp] tls: only used with mode = client"
+    ]

@@ -34,7 +34,7 @@ class Fixture:
         self.rosters = RosterCache(self.fetch, self.clock, ttl=30)
         self.policy = AccessPolicy(public, self.rosters)
         labels = dict(DEFAULT_LABELS)
-        status = StatusResource(self.tracker, self.policy, AnswerRenderer(IMAGES, labels), DOMAIN)
+        status = StatusResource(self.tracker, self.policy, AnswerRenderer(IMAGES, labels), frozenset({DOMAIN}))
         self.site = buildSite(status, HealthResource(lambda: self.health), self.clock)
         self.health = (True, {"xmpp": "connected"})
 

@@ -11,6 +11,7 @@ from twisted.python.failure import Failure
 from twisted.words.protocols.jabber import error, xmlstream
 from twisted.words.protocols.jabber.component import ConnectComponentAuthenticator
 
+from presenced.config import XMPPSettings
 from presenced.presence import OFFLINE, PresenceTracker, State
 from presenced.xmpp import (
     ComponentConnection, LinkMonitor, LinkStreamFactory, PresenceFeed,
@@ -30,10 +31,10 @@ class Link:
     def __init__(self) -> None:
         self.clock = task.Clock()
         self.tracker = PresenceTracker()
-        self.connection = ComponentConnection(self.clock, "127.0.0.1", 5347, COMPONENT, "secret")
+        self.connection = ComponentConnection(self.clock, XMPPSettings(COMPONENT, "secret", "127.0.0.1", 5347, DOMAIN))
         self.monitor = LinkMonitor(self.clock)
         self.monitor.setHandlerParent(self.connection)
-        self.feed = PresenceFeed(self.tracker, DOMAIN, self.clock)
+        self.feed = PresenceFeed(self.tracker, frozenset({DOMAIN}), self.clock)
         self.feed.setHandlerParent(self.connection)
         self.privileges = PrivilegeListener(DOMAIN)
         self.privileges.setHandlerParent(self.connection)

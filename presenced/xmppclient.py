@@ -1,0 +1,171 @@
+"""
+Client mode: presenced logs in as an ordinary account, and serves the
+presence of the users who added it as a contact.
+
+Consent is the roster: a user who wants their presence published asks for
+the account's presence (adds it to their roster); presenced approves users
+of the allowed domains and asks for theirs in return.  It serves exactly
+the contacts whose presence it receives (subscription C{to} or C{both}).
+"""
+
+from __future__ import annotations
+
+import presenced.wokkel_compat  # noqa: F401  (must precede wokkel)
+
+from pathlib import Path
+
+from twisted.internet import ssl
+from twisted.internet.interfaces import ISSLTransport
+from twisted.logger import Logger
+from twisted.names.srvconnect import SRVConnector
+from twisted.words.protocols.jabber import client, sasl, sasl_mechanisms, xmlstream
+from twisted.words.protocols.jabber.jid import JID
+from wokkel.xmppim import PresenceClientProtocol, RosterClientProtocol
+
+from presenced.config import XMPPSettings
+from presenced.xmpp import LinkService
+
+
+class _SafeSASLInitializer(sasl.SASLInitiatingInitializer):
+    """
+    SASL that sends a password in the clear (PLAIN) only inside TLS, or
+    when TLS is switched off for a loopback server; never DIGEST-MD5, which
+    RFC 6331 retired.
+    """
+
+    def setMechanism(self) -> None:
+        authenticator = self.xmlstream.authenticator
+        encrypted = ISSLTransport.providedBy(self.xmlstream.transport)
+        if "PLAIN" in sasl.get_mechanisms(self.xmlstream) and (encrypted or authenticator.tls == "off"):
+            self.mechanism = sasl_mechanisms.Plain(None, authenticator.jid.user, authenticator.password)
+        else:
+            raise sasl.SASLNoAcceptableMechanism()
+
+
+class AccountAuthenticator(client.XMPPAuthenticator):
+    """
+    Logs the account in: STARTTLS as configured, verifying the server's
+    certificate for its domain, then SASL, resource binding and session.
+
+    @ivar tls: C{"required"}, C{"optional"} or C{"off"}.
+    @ivar caFile: PEM CA certificates to trust instead of the system's.
+    """
+
+    def __init__(self, jid: JID, password: str, tls: str, caFile: Path | None) -> None:
+        super().__init__(jid, password)
+        self.tls = tls
+        self.caFile = caFile
+
+    def associateWithStream(self, xs: xmlstream.XmlStream) -> None:
+        xmlstream.ConnectAuthenticator.associateWithStream(self, xs)
+        initializers = [client.CheckVersionInitializer(xs)]
+        if self.tls != "off":
+            trust = (ssl.Certificate.loadPEM(self.caFile.read_bytes()) if self.caFile else None)
+            options = ssl.optionsForClientTLS(self.jid.host, trustRoot=trust)
+            initializers.append(xmlstream.TLSInitiatingInitializer(
+                xs, required=self.tls == "required", configurationForTLS=options))
+        initializers += [
+            _SafeSASLInitializer(xs, required=True),
+            client.BindInitializer(xs, required=True),
+            client.SessionInitializer(xs, required=False),
+        ]
+        xs.initializers = initializers
+
+
+class ClientConnection(LinkService):
+    """
+    The account's link to its server.  Without a configured host, the
+    domain's C{_xmpp-client._tcp} SRV records say where to connect.
+    """
+
+    @staticmethod
+    def authenticatorFor(settings: XMPPSettings) -> AccountAuthenticator:
+        return AccountAuthenticator(JID(settings.jid), settings.secret, settings.tls, settings.ca_file)
+
+    def _connect(self):
+        if self.settings.host is not None:
+            return super()._connect()
+        connector = SRVConnector(self._reactor, "xmpp-client", JID(self.settings.jid).host, self.factory,
+                                 defaultPort=self.settings.port)
+        connector.connect()
+        return connector
+
+
+class ContactRoster(RosterClientProtocol):
+    """
+    The account's roster, as far as consent goes: the contacts of allowed
+    domains whose presence the account receives.
+
+    @ivar contacts: their bare JIDs.
+    """
+
+    def __init__(self, allowDomains: frozenset[str]) -> None:
+        super().__init__()
+        self.allowDomains = allowDomains
+        self.contacts: set[str] = set()
+
+    def connectionLost(self, reason) -> None:
+        self.contacts = set()
+
+    def load(self, roster) -> None:
+        """
+        Take the contacts from a fetched roster.
+        """
+        self.contacts = set()
+        for entity, item in roster.items():
+            self._update(entity, item.subscriptionTo)
+
+    def _update(self, entity: JID, receivesPresence: bool) -> None:
+        if receivesPresence and entity.user is not None and entity.host in self.allowDomains:
+            self.contacts.add(entity.userhost())
+        else:
+            self.contacts.discard(entity.userhost())
+
+    def setReceived(self, request) -> None:
+        self._update(request.item.entity, request.item.subscriptionTo)
+
+    def removeReceived(self, request) -> None:
+        self.contacts.discard(request.item.entity.userhost())
+
+    def mayView(self, user: str, requester: str | None) -> bool:
+        """
+        Whether C{user}'s presence may be shown: they shared it.
+        """
+        return user in self.contacts
+
+
+class ConsentKeeper(PresenceClientProtocol):
+    """
+    Answers subscription requests: users of the allowed domains are
+    approved and asked for their presence in return; others are refused.
+    Once the roster is read, sends the account's initial presence, which
+    makes the server send the contacts' presence.
+    """
+
+    log = Logger()
+
+    def __init__(self, roster: ContactRoster) -> None:
+        super().__init__()
+        self.roster = roster
+
+    def connectionInitialized(self) -> None:
+        super().connectionInitialized()
+        self.roster.getRoster().addCallbacks(self.roster.load, self._rosterFailed).addBoth(
+            lambda _: self.available(priority=-1))
+
+    def _rosterFailed(self, reason) -> None:
+        self.log.error("Could not read the account's roster: {why}", why=reason.getErrorMessage())
+
+    def subscribeReceived(self, entity: JID) -> None:
+        if entity.user is not None and entity.host in self.roster.allowDomains:
+            self.log.info("{user} shares their presence with the account", user=entity.userhost())
+            self.subscribed(entity)
+            self.subscribe(entity.userhostJID())
+        else:
+            self.log.info("Refusing a subscription request from {user}: not an allowed domain",
+                          user=entity.full())
+            self.unsubscribed(entity)
+
+    def unsubscribeReceived(self, entity: JID) -> None:
+        self.unsubscribed(entity)
+        self.unsubscribe(entity.userhostJID())

@@ -1,0 +1,107 @@
+"""
+Client mode against a real Prosody: presenced logs in as an ordinary
+account and serves the users who added it.
+"""
+
+from __future__ import annotations
+
+import pytest_twisted
+from twisted.internet import reactor, task
+from twisted.words.protocols.jabber.jid import JID
+
+from presenced.config import fromString
+from presenced.service import PresenceService
+
+from conftest import PASSWORD, until
+
+
+def clientSettings(world, account: str, extra: str = "") -> str:
+    return f"""
+[xmpp]
+mode = client
+jid = {account}/presenced
+secret = {PASSWORD}
+host = 127.0.0.1
+port = {world.server.c2sPort}
+tls = off
+{extra}
+
+[http]
+listen = tcp:{world.port}:interface=127.0.0.1
+
+[presence]
+public = true
+"""
+
+
+async def startClientMode(world, account: str, extra: str = "") -> PresenceService:
+    world.service = PresenceService(fromString(clientSettings(world, account, extra)), reactor)
+    world.service.startService()
+    await until(lambda: world.service.link.connected)
+    return world.service
+
+
+@pytest_twisted.ensureDeferred
+async def test_consentingUserIsServed(world):
+    """
+    A user who adds the account is served; one who did not is forbidden;
+    one who removes it again is forbidden from then on.
+    """
+    bot, sharer, stranger = world.user("bot"), world.user("sharer"), world.user("stranger")
+    await startClientMode(world, bot)
+    sharing = await world.login(sharer)
+    sharing.available(show="dnd", status="Shared with the web")
+    other = await world.login(stranger)
+    other.available(status="Private")
+
+    assert await world.text(f"jid={sharer}") == "Forbidden"
+    sharing.subscribe(bot)
+    await world.waitForText(f"jid={sharer}", "Shared with the web")
+    assert await world.text(f"jid={stranger}") == "Forbidden"
+    assert world.service.contacts.contacts == {sharer}
+
+    sharing.available(show="chat", status="Still shared")
+    await world.waitForText(f"jid={sharer}", "Still shared")
+
+    sharing.presence.unsubscribed(JID(bot))
+    await world.waitForText(f"jid={sharer}", "Forbidden")
+
+
+@pytest_twisted.ensureDeferred
+async def test_otherDomainsAreRefused(world):
+    """
+    A subscription request from a domain that is not allowed is refused.
+    """
+    bot, sharer = world.user("bot"), world.user("sharer")
+    await startClientMode(world, bot, extra="allow_domains = elsewhere.example")
+    sharing = await world.login(sharer)
+    sharing.available(status="Hi")
+    sharing.subscribe(bot)
+    for _ in range(100):
+        items = await sharing.rosterItems()
+        if bot in items and not items[bot].pendingOut:
+            break
+        await task.deferLater(reactor, 0.05)
+    else:
+        raise AssertionError("the account never answered the subscription request")
+    assert not items[bot].subscriptionTo
+    assert await world.text(f"jid={sharer}") == "Forbidden"
+
+
+@pytest_twisted.ensureDeferred
+async def test_consentSurvivesRestart(world):
+    """
+    After presenced logs in again, contacts who consented before are
+    served from the roster without asking again.
+    """
+    bot, sharer = world.user("bot"), world.user("sharer")
+    service = await startClientMode(world, bot)
+    sharing = await world.login(sharer)
+    sharing.available(status="Before restart")
+    sharing.subscribe(bot)
+    await world.waitForText(f"jid={sharer}", "Before restart")
+    await service.stopService()
+    await until(lambda: not service.link.connected)
+
+    await startClientMode(world, bot)
+    await world.waitForText(f"jid={sharer}", "Before restart")

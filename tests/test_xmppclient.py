@@ -1,0 +1,122 @@
+"""
+Tests for L{presenced.xmppclient}: client-mode login choices and consent.
+"""
+
+from types import SimpleNamespace
+
+import pytest
+from twisted.internet.interfaces import ISSLTransport
+from twisted.internet.testing import StringTransport
+from twisted.words.protocols.jabber import sasl, sasl_mechanisms, xmlstream
+from twisted.words.protocols.jabber.jid import JID
+from twisted.words.xish import domish
+from wokkel.test.helpers import XmlStreamStub
+from zope.interface import directlyProvides
+
+from presenced.xmppclient import AccountAuthenticator, ConsentKeeper, ContactRoster, _SafeSASLInitializer
+
+
+def initializer(tls: str, offered: list[str], encrypted: bool) -> _SafeSASLInitializer:
+    authenticator = AccountAuthenticator(JID("bot@example.test/web"), "pw", tls, None)
+    xs = xmlstream.XmlStream(authenticator)
+    xs.transport = StringTransport()
+    if encrypted:
+        directlyProvides(xs.transport, ISSLTransport)
+    features = domish.Element((sasl.NS_XMPP_SASL, "mechanisms"))
+    for name in offered:
+        features.addElement("mechanism", content=name)
+    xs.features = {(sasl.NS_XMPP_SASL, "mechanisms"): features}
+    return _SafeSASLInitializer(xs)
+
+
+def test_plainInsideTLS():
+    """
+    PLAIN is used inside TLS, even when DIGEST-MD5 is offered too.
+    """
+    init = initializer("required", ["DIGEST-MD5", "PLAIN"], encrypted=True)
+    init.setMechanism()
+    assert isinstance(init.mechanism, sasl_mechanisms.Plain)
+
+
+@pytest.mark.parametrize("tls", ["required", "optional"])
+def test_noPasswordInTheClear(tls):
+    """
+    Without TLS, no mechanism is acceptable unless TLS is switched off.
+    """
+    with pytest.raises(sasl.SASLNoAcceptableMechanism):
+        initializer(tls, ["DIGEST-MD5", "PLAIN"], encrypted=False).setMechanism()
+
+
+def test_plainWhenTLSIsOff():
+    """
+    With tls = off (loopback only), PLAIN is used without TLS.
+    """
+    init = initializer("off", ["PLAIN"], encrypted=False)
+    init.setMechanism()
+    assert isinstance(init.mechanism, sasl_mechanisms.Plain)
+
+
+def test_tlsInitializerRequiredUnlessOff():
+    """
+    STARTTLS is required by default, optional or skipped as configured.
+    """
+    for tls, expected in [("required", True), ("optional", False), ("off", None)]:
+        xs = xmlstream.XmlStream(AccountAuthenticator(JID("bot@example.test"), "pw", tls, None))
+        xs.authenticator.associateWithStream(xs)
+        found = [i.required for i in xs.initializers if isinstance(i, xmlstream.TLSInitiatingInitializer)]
+        assert found == ([] if expected is None else [expected])
+
+
+def keeper(domains=frozenset({"example.test"})):
+    roster = ContactRoster(domains)
+    consent = ConsentKeeper(roster)
+    stub = XmlStreamStub()
+    consent.parent = SimpleNamespace(send=stub.xmlstream.send)
+    consent.makeConnection(stub.xmlstream)
+    return roster, consent, stub
+
+
+def test_subscriptionFromAllowedDomainApprovedAndReturned():
+    """
+    A user of an allowed domain who asks for the account's presence is
+    approved and asked for theirs.
+    """
+    roster, consent, stub = keeper()
+    consent.subscribeReceived(JID("alice@example.test"))
+    assert [(e["type"], e["to"]) for e in stub.output] == [
+        ("subscribed", "alice@example.test"), ("subscribe", "alice@example.test")]
+
+
+def test_subscriptionFromOtherDomainRefused():
+    """
+    Anyone else is refused.
+    """
+    roster, consent, stub = keeper()
+    consent.subscribeReceived(JID("mallory@elsewhere.test"))
+    assert [(e["type"], e["to"]) for e in stub.output] == [("unsubscribed", "mallory@elsewhere.test")]
+
+
+def test_contactsAreWhosePresenceIsReceived():
+    """
+    Contacts of allowed domains with a subscription to or both consent;
+    from, none, other domains and removed items do not.
+    """
+    from wokkel.xmppim import RosterItem, RosterRequest
+
+    roster, _, _ = keeper()
+    items = {
+        JID("both@example.test"): RosterItem(JID("both@example.test"), subscriptionTo=True, subscriptionFrom=True),
+        JID("to@example.test"): RosterItem(JID("to@example.test"), subscriptionTo=True),
+        JID("from@example.test"): RosterItem(JID("from@example.test"), subscriptionFrom=True),
+        JID("x@elsewhere.test"): RosterItem(JID("x@elsewhere.test"), subscriptionTo=True),
+    }
+    roster.load(items)
+    assert roster.contacts == {"both@example.test", "to@example.test"}
+    push = RosterRequest()
+    push.item = RosterItem(JID("to@example.test"), subscriptionTo=False)
+    roster.setReceived(push)
+    push.item = RosterItem(JID("both@example.test"))
+    push.item.remove = True
+    roster.removeReceived(push)
+    assert roster.contacts == set()
+    assert roster.mayView("both@example.test", None) is False
