@@ -325,7 +325,6 @@ class LinkStreamFactory(xmlstream.XmlStreamFactory):
         self.delay = self.initialDelay
         self.addBootstrap(xmlstream.STREAM_CONNECTED_EVENT, self._watchSetUp)
         self.addBootstrap(xmlstream.STREAM_AUTHD_EVENT, self._authenticated)
-        self.addBootstrap(xmlstream.STREAM_ERROR_EVENT, self._streamError)
 
     def setAuthenticator(self, authenticator: xmlstream.ConnectAuthenticator) -> None:
         """
@@ -341,11 +340,43 @@ class LinkStreamFactory(xmlstream.XmlStreamFactory):
         return xs
 
     def _watchSetUp(self, xs: xmlstream.XmlStream) -> None:
+        """
+        Watch one connection until its stream is set up: time it out, and
+        log once why it failed.
+        """
         timer = self.clock.callLater(self.handshakeTimeout, self._handshakeTimedOut, xs)
-        cancel = lambda _: timer.active() and timer.cancel()
-        xs.addOnetimeObserver(xmlstream.STREAM_AUTHD_EVENT, cancel)
-        xs.addOnetimeObserver(xmlstream.STREAM_END_EVENT, cancel)
-        xs.addOnetimeObserver(xmlstream.INIT_FAILED_EVENT, self._setUpFailed, xs=xs)
+        explained = []
+
+        def authenticated(_):
+            timer.cancel()
+            xs.removeObserver(xmlstream.STREAM_END_EVENT, ended)
+
+        def streamError(reason):
+            explained.append(reason)
+            if reason.check(jabber_error.StreamError) and reason.value.condition == "not-authorized":
+                self.log.error("The XMPP server rejected the credentials of {jid}", jid=self.account())
+            else:
+                self.log.error("The XMPP server closed the stream: {why}", why=reason.getErrorMessage())
+
+        def setUpFailed(reason):
+            explained.append(reason)
+            if reason.check(sasl.SASLAuthError):
+                self.log.error("The XMPP server rejected the credentials of {jid}", jid=self.account())
+            else:
+                self.log.error("Setting up the XMPP stream failed: {why}", why=reason.getErrorMessage())
+            xs.transport.loseConnection()
+
+        def ended(reason):
+            if timer.active():
+                timer.cancel()
+            if not explained:
+                self.log.error("The connection closed before the XMPP stream was set up: {why}",
+                               why=reason.getErrorMessage())
+
+        xs.addOnetimeObserver(xmlstream.STREAM_AUTHD_EVENT, authenticated)
+        xs.addOnetimeObserver(xmlstream.STREAM_ERROR_EVENT, streamError)
+        xs.addOnetimeObserver(xmlstream.INIT_FAILED_EVENT, setUpFailed)
+        xs.addOnetimeObserver(xmlstream.STREAM_END_EVENT, ended)
 
     def _handshakeTimedOut(self, xs: xmlstream.XmlStream) -> None:
         self.log.error("The XMPP stream was not set up within {timeout}s; closing the connection",
@@ -355,19 +386,6 @@ class LinkStreamFactory(xmlstream.XmlStreamFactory):
     def _authenticated(self, xs: xmlstream.XmlStream) -> None:
         self.resetDelay()
         self.delay = self.initialDelay
-
-    def _streamError(self, reason) -> None:
-        if reason.check(jabber_error.StreamError) and reason.value.condition == "not-authorized":
-            self.log.error("The XMPP server rejected the credentials of {jid}", jid=self.account())
-        else:
-            self.log.error("The XMPP server closed the stream: {why}", why=reason.getErrorMessage())
-
-    def _setUpFailed(self, reason, xs: xmlstream.XmlStream) -> None:
-        if reason.check(sasl.SASLAuthError):
-            self.log.error("The XMPP server rejected the credentials of {jid}", jid=self.account())
-        else:
-            self.log.error("Setting up the XMPP stream failed: {why}", why=reason.getErrorMessage())
-        xs.transport.loseConnection()
 
     def account(self) -> str:
         """

@@ -33,10 +33,10 @@ c2s_direct_tls_ports = {{ }}
 legacy_ssl_ports = {{ }}
 http_default_host = "{domain}"
 authentication = "internal_plain"
-c2s_require_encryption = false
-allow_unencrypted_plain_auth = true
-modules_enabled = {{ "roster"; "saslauth"; "disco"; "ping"; "presence"; "privilege"; {extra_modules} }}
-modules_disabled = {{ "s2s"; "tls" }}
+c2s_require_encryption = {require_tls}
+allow_unencrypted_plain_auth = {allow_plain}
+modules_enabled = {{ "roster"; "saslauth"; "disco"; "ping"; "presence"; "privilege"; {tls_module} {extra_modules} }}
+modules_disabled = {{ "s2s"; {disable_tls} }}
 
 VirtualHost "{domain}"
     privileged_entities = {{
@@ -97,6 +97,7 @@ class Prosody:
     secret: str = "sandbox-secret"
     modules: tuple[str, ...] = ()
     loglevel: str = "info"
+    tls: bool = False
     c2sPort: int = field(default_factory=freePort)
     componentPort: int = field(default_factory=freePort)
     httpPort: int = field(default_factory=freePort)
@@ -119,11 +120,51 @@ class Prosody:
             component=self.component,
             secret=self.secret,
             extra_modules="; ".join(f'"{m}"' for m in self.modules),
+            require_tls="true" if self.tls else "false",
+            allow_plain="false" if self.tls else "true",
+            disable_tls="" if self.tls else '"tls"',
+            tls_module='"tls";' if self.tls else "",
         ))
+        files = [self.directory, self.configFile]
+        if self.tls:
+            files += self._writeCertificate()
         if os.geteuid() == 0:
             account = pwd.getpwnam("prosody")
-            for path in (self.directory, self.configFile):
+            for path in files:
                 os.chown(path, account.pw_uid, account.pw_gid)
+
+    @property
+    def certificate(self) -> Path:
+        """
+        The server's self-signed certificate (with C{tls}), to trust as CA.
+        """
+        return self.directory / f"{self.domain}.crt"
+
+    def _writeCertificate(self) -> list[Path]:
+        from datetime import datetime, timedelta, timezone
+
+        from cryptography import x509
+        from cryptography.hazmat.primitives import hashes, serialization
+        from cryptography.hazmat.primitives.asymmetric import ec
+        from cryptography.x509.oid import NameOID
+
+        key = ec.generate_private_key(ec.SECP256R1())
+        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, self.domain)])
+        now = datetime.now(timezone.utc)
+        certificate = (
+            x509.CertificateBuilder()
+            .subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - timedelta(minutes=5)).not_valid_after(now + timedelta(days=2))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName(self.domain)]), critical=False)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(key, hashes.SHA256())
+        )
+        keyFile = self.directory / f"{self.domain}.key"
+        keyFile.write_bytes(key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+        self.certificate.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+        return [keyFile, self.certificate]
 
     def _command(self, *argv: str) -> list[str]:
         if os.geteuid() == 0:

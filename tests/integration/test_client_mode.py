@@ -5,8 +5,11 @@ account and serves the users who added it.
 
 from __future__ import annotations
 
+import pytest
 import pytest_twisted
-from twisted.internet import reactor, task
+from twisted.internet import defer, reactor, task
+from twisted.internet.interfaces import ISSLTransport
+from twisted.logger import capturedLogs, formatEvent
 from twisted.words.protocols.jabber.jid import JID
 
 from presenced.config import fromString
@@ -105,3 +108,52 @@ async def test_consentSurvivesRestart(world):
 
     await startClientMode(world, bot)
     await world.waitForText(f"jid={sharer}", "Before restart")
+
+
+@pytest.fixture
+def tls_world():
+    from conftest import World
+    from presenced.sandbox.prosody import Prosody
+
+    server = Prosody(tls=True)
+    server.start()
+    world = World(server)
+    yield world
+    pytest_twisted.blockon(defer.ensureDeferred(world.close()))
+    server.cleanup()
+
+
+def tlsSettings(world, account: str, caFile: str | None) -> str:
+    text = clientSettings(world, account).replace("tls = off", "tls = required")
+    if caFile:
+        text = text.replace("[http]", f"ca_file = {caFile}\n\n[http]")
+    return text
+
+
+@pytest_twisted.ensureDeferred
+async def test_loginOverVerifiedTLS(tls_world):
+    """
+    With tls = required, presenced logs in over STARTTLS after verifying
+    the server's certificate against ca_file.
+    """
+    world = tls_world
+    bot = world.user("bot")
+    world.service = PresenceService(fromString(tlsSettings(world, bot, str(world.server.certificate))), reactor)
+    world.service.startService()
+    await until(lambda: world.service.link.connected)
+    assert ISSLTransport.providedBy(world.service.connection.xmlstream.transport)
+
+
+@pytest_twisted.ensureDeferred
+async def test_untrustedCertificateRefused(tls_world):
+    """
+    A server certificate that does not verify stops the login; nothing is
+    sent in the clear.
+    """
+    world = tls_world
+    bot = world.user("bot")
+    with capturedLogs() as events:
+        world.service = PresenceService(fromString(tlsSettings(world, bot, None)), reactor)
+        world.service.startService()
+        await until(lambda: any("certificate verify failed" in formatEvent(e) for e in events), timeout=15)
+    assert not world.service.link.connected
