@@ -82,6 +82,13 @@ class ClientConnection(LinkService):
     def authenticatorFor(settings: XMPPSettings) -> AccountAuthenticator:
         return AccountAuthenticator(JID(settings.jid), settings.secret, settings.tls, settings.ca_file)
 
+    @property
+    def jid(self) -> JID:
+        """
+        The account's JID (wokkel checks roster pushes against it).
+        """
+        return JID(self.settings.jid)
+
     def _connect(self):
         if self.settings.host is not None:
             return super()._connect()

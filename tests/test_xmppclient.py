@@ -120,3 +120,40 @@ def test_contactsAreWhosePresenceIsReceived():
     roster.removeReceived(push)
     assert roster.contacts == set()
     assert roster.mayView("both@example.test", None) is False
+
+
+def test_rosterPushFromOwnAccountAccepted():
+    """
+    Roster pushes that carry the account's bare JID as sender (as ejabberd
+    sends them) update the contacts.
+    """
+    from twisted.internet import task
+    from presenced.config import fromString
+    from presenced.xmppclient import ClientConnection
+
+    settings = fromString("""
+[xmpp]
+mode = client
+jid = bot@example.test/web
+secret = pw
+host = 127.0.0.1
+tls = off
+[http]
+listen = tcp:0:interface=127.0.0.1
+[presence]
+public = true
+""").xmpp
+    connection = ClientConnection(task.Clock(), settings)
+    roster = ContactRoster(frozenset({"example.test"}))
+    roster.setHandlerParent(connection)
+    xs = connection.factory.buildProtocol(None)
+    transport = StringTransport()
+    xs.makeConnection(transport)
+    xs.dataReceived(b"<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' "
+                    b"from='example.test' id='s' version='1.0'>")
+    xs.dispatch(xs, xmlstream.STREAM_AUTHD_EVENT)
+    xs.dataReceived(b"<iq type='set' id='p1' from='bot@example.test' to='bot@example.test/web'>"
+                    b"<query xmlns='jabber:iq:roster'><item jid='alice@example.test' subscription='both'/>"
+                    b"</query></iq>")
+    assert roster.contacts == {"alice@example.test"}
+    assert b"type='result'" in transport.value()

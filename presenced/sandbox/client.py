@@ -56,6 +56,7 @@ class SandboxClient:
         self.port = port
         self.factory = xmlstream.XmlStreamFactory(_LoopbackAuthenticator(self.jid, password))
         self.manager = StreamManager(self.factory, reactor=reactor)
+        self.manager.jid = self.jid  # wokkel checks roster pushes against it
         self.presence = _SubscriptionAutoApprover()
         self.presence.setHandlerParent(self.manager)
         self.roster = RosterClientProtocol()

@@ -6,6 +6,7 @@ real HTTP requests see it.
 from __future__ import annotations
 
 import pytest_twisted
+from twisted.internet import reactor, task
 from twisted.logger import capturedLogs
 from twisted.web.client import FileBodyProducer
 from twisted.web.http_headers import Headers
@@ -142,7 +143,7 @@ async def until_subscribed(user, subscriber: str) -> None:
         items = await user.rosterItems()
         if subscriber in items and items[subscriber].subscriptionFrom:
             return
-        await until(lambda: True)
+        await task.deferLater(reactor, 0.05)
     raise AssertionError(f"{subscriber} never got a subscription")
 
 

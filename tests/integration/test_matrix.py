@@ -1,0 +1,96 @@
+"""
+The same checks against each real server, in each mode: Prosody and
+ejabberd, as a privileged component and as a client account.
+"""
+
+from __future__ import annotations
+
+import pytest
+import pytest_twisted
+
+from presenced.sandbox.ejabberd import Ejabberd
+from presenced.sandbox.prosody import Prosody
+
+from conftest import World, until
+from test_client_mode import startClientMode
+from test_prosody import until_subscribed
+
+SERVERS = {"prosody": Prosody, "ejabberd": Ejabberd}
+
+
+@pytest.fixture(scope="module", params=sorted(SERVERS))
+def server(request):
+    instance = SERVERS[request.param]()
+    instance.start()
+    yield instance
+    instance.cleanup()
+
+
+@pytest_twisted.async_yield_fixture
+async def any_world(server):
+    world = World(server)
+    yield world
+    await world.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_componentLivePresence(any_world):
+    """
+    As a component, a user who logs in is shown live, and offline once
+    they leave.
+    """
+    world = any_world
+    user = world.user("live")
+    await world.start()
+    client = await world.login(user)
+    client.available(show="away", status="Matrix away")
+    await world.waitForText(f"jid={user}", "Matrix away")
+    client.unavailable(status="Matrix gone")
+    await world.waitForText(f"jid={user}", "Matrix gone")
+
+
+@pytest_twisted.ensureDeferred
+async def test_componentPrivilegesGranted(any_world):
+    """
+    The server's privilege advertisement grants roster and presence access.
+    """
+    world = any_world
+    await world.start()
+    await until(lambda: world.service.privileges.granted != {})
+    granted = world.service.privileges.granted
+    assert granted.get("roster") in ("get", "both")
+    assert granted.get("presence") in ("roster", "managed_entity")
+
+
+@pytest_twisted.ensureDeferred
+async def test_componentSubscribersOnly(any_world):
+    """
+    Subscribers-only answers follow the real roster, read with privileges.
+    """
+    world = any_world
+    owner, fan, other = world.user("owner"), world.user("fan"), world.user("other")
+    ownerClient = await world.login(owner)
+    ownerClient.available()
+    fanClient = await world.login(fan)
+    fanClient.subscribe(owner)
+    await until_subscribed(ownerClient, fan)
+    await world.start(public=False)
+    ownerClient.available(status="For fans")
+    await until(lambda: world.service.tracker.shown(owner).status == "For fans")
+    assert await world.text(f"jid={owner}&req_jid={fan}") == "For fans"
+    assert await world.text(f"jid={owner}&req_jid={other}") == "Forbidden"
+
+
+@pytest_twisted.ensureDeferred
+async def test_clientModeConsent(any_world):
+    """
+    As a client account, the users who add it are served, others are not.
+    """
+    world = any_world
+    bot, sharer, stranger = world.user("bot"), world.user("sharer"), world.user("stranger")
+    await startClientMode(world, bot)
+    sharing = await world.login(sharer)
+    sharing.available(status="Shared on the matrix")
+    sharing.subscribe(bot)
+    await world.waitForText(f"jid={sharer}", "Shared on the matrix")
+    assert await world.text(f"jid={stranger}") == "Forbidden"
