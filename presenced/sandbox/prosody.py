@@ -14,6 +14,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from presenced.sandbox.certificates import selfSigned
+
 _CONFIG = """\
 -- A throwaway Prosody for presenced, on loopback only.
 pidfile = "{data}/prosody.pid"
@@ -141,30 +143,7 @@ class Prosody:
         return self.directory / f"{self.domain}.crt"
 
     def _writeCertificate(self) -> list[Path]:
-        from datetime import datetime, timedelta, timezone
-
-        from cryptography import x509
-        from cryptography.hazmat.primitives import hashes, serialization
-        from cryptography.hazmat.primitives.asymmetric import ec
-        from cryptography.x509.oid import NameOID
-
-        key = ec.generate_private_key(ec.SECP256R1())
-        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, self.domain)])
-        now = datetime.now(timezone.utc)
-        certificate = (
-            x509.CertificateBuilder()
-            .subject_name(name).issuer_name(name).public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - timedelta(minutes=5)).not_valid_after(now + timedelta(days=2))
-            .add_extension(x509.SubjectAlternativeName([x509.DNSName(self.domain)]), critical=False)
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .sign(key, hashes.SHA256())
-        )
-        keyFile = self.directory / f"{self.domain}.key"
-        keyFile.write_bytes(key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
-        self.certificate.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
-        return [keyFile, self.certificate]
+        return list(selfSigned(self.domain, self.directory))
 
     def _command(self, *argv: str) -> list[str]:
         if os.geteuid() == 0:

@@ -1,0 +1,36 @@
+"""
+presenced serving HTTPS itself, from an ssl: listen endpoint.
+"""
+
+from __future__ import annotations
+
+import ssl
+import urllib.request
+
+import pytest_twisted
+from twisted.internet import reactor, threads
+
+from presenced.config import fromString
+from presenced.sandbox.certificates import selfSigned
+from presenced.service import PresenceService
+
+
+@pytest_twisted.ensureDeferred
+async def test_httpsListener(world, tmp_path):
+    """
+    An ssl: endpoint with a certificate and key serves the API over TLS.
+    """
+    cert, key = selfSigned("localhost", tmp_path)
+    settings = world.settings().replace(
+        f"listen = tcp:{world.port}:interface=127.0.0.1",
+        f"listen = ssl:{world.port}:interface=127.0.0.1:privateKey={key}:certKey={cert}")
+    world.service = PresenceService(fromString(settings), reactor)
+    world.service.startService()
+    context = ssl.create_default_context(cafile=str(cert))
+    url = f"https://localhost:{world.port}/plugins/presence/status?jid=nobody@{world.server.domain}&type=text"
+
+    def fetch() -> bytes:
+        with urllib.request.urlopen(url, context=context, timeout=10) as answer:
+            return answer.read()
+
+    assert await threads.deferToThread(fetch) == b"Unavailable"
