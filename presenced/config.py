@@ -59,6 +59,9 @@ class XMPPSettings:
     """
     How to reach the XMPP server, as a component or as a client.
 
+    @ivar resource_check: component mode: seconds between pings of every
+        online resource, to notice clients that left without a word (0:
+        never).
     @ivar mode: C{"component"} (XEP-0114 with XEP-0356 privileges) or
         C{"client"} (an ordinary account that users add as a contact).
     @ivar jid: the component's address, or the account's JID.
@@ -79,6 +82,7 @@ class XMPPSettings:
     port: int
     domain: str
     mode: str = "component"
+    resource_check: float = 300.0
     allow_domains: tuple[str, ...] = ()
     tls: str = "required"
     ca_file: Path | None = None
@@ -350,7 +354,10 @@ def _xmppSettings(read: _Reader) -> XMPPSettings:
             host=read.value("xmpp", "host", _text, "127.0.0.1"),
             port=read.value("xmpp", "port", _port, 5347),
             domain=read.value("xmpp", "domain", _domainJID),
+            resource_check=read.value("xmpp", "resource_check", _seconds, 300.0),
         )
+    if read.value("xmpp", "resource_check", str, None) is not None:
+        read.problem("xmpp", "resource_check", "only used with mode = component")
     jid = read.value("xmpp", "jid", _accountJID)
     accountDomain = JID(jid).host if jid else None
     if read.value("xmpp", "domain", str, None) is not None:

@@ -149,6 +149,12 @@ class PresenceTracker:
             return resources[0]
         return self._offline.get(user, OFFLINE)
 
+    def onlineResources(self) -> list[tuple[str, str]]:
+        """
+        Every online C{(user, resource)}, as a snapshot.
+        """
+        return [(user, p.resource) for user, resources in self._online.items() for p in resources]
+
     def clear(self) -> None:
         """
         Forget everything: presence is no longer known.

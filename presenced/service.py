@@ -20,7 +20,9 @@ from presenced.answers import AnswerRenderer, loadImages
 from presenced.config import ConfigError, Settings, load
 from presenced.presence import PresenceTracker
 from presenced.web import AccessLog, HealthResource, StatusResource, buildSite
-from presenced.xmpp import ComponentConnection, LinkMonitor, PresenceFeed, PrivilegeListener, RosterReader
+from presenced.xmpp import (
+    ComponentConnection, LinkMonitor, PresenceFeed, PrivilegeListener, ResourceChecker, RosterReader,
+)
 from presenced.xmppclient import ClientConnection, ConsentKeeper, ContactRoster
 
 
@@ -64,7 +66,8 @@ class PresenceService(MultiService):
             self.connection = ComponentConnection(reactor, xmpp)
             self.privileges = PrivilegeListener(xmpp.domain)
             self.rosterReader = RosterReader(self.link, presence.roster_timeout)
-            handlers = [self.link, self.feed, self.privileges, self.rosterReader]
+            self.checker = ResourceChecker(self.tracker, reactor, xmpp.resource_check, presence.roster_timeout)
+            handlers = [self.link, self.feed, self.privileges, self.rosterReader, self.checker]
             self.rosters = RosterCache(self.rosterReader.subscribers, reactor, presence.roster_ttl)
             self.link.listeners.append(lambda connected: connected or self.rosters.clear())
             self.policy = AccessPolicy(presence.public, self.rosters)
@@ -186,6 +189,7 @@ class PresenceService(MultiService):
             self.rosters.ttl = presence.roster_ttl
             self.rosterReader.timeout = presence.roster_timeout
             self.privileges.serverDomain = new.xmpp.domain
+            self.checker.setInterval(new.xmpp.resource_check)
         self.status.renderer = AnswerRenderer(images, presence.labels)
         self.status.domains = self.feed.domains = new.xmpp.servedDomains
         self.site.logFormatter.trusted = new.http.trusted_proxies

@@ -14,7 +14,7 @@ from typing import Callable
 import presenced.wokkel_compat  # noqa: F401  (must precede wokkel)
 
 from twisted.application import service
-from twisted.internet import defer
+from twisted.internet import defer, task
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.words.protocols.jabber import component as jabber_component
@@ -25,6 +25,7 @@ from twisted.words.protocols.jabber.jid import InvalidFormat, JID
 from twisted.words.xish import domish
 from wokkel.component import Component
 from wokkel.subprotocols import StreamManager, XMPPHandler
+from wokkel.generic import Request
 from wokkel.xmppim import RosterItem, RosterRequest
 
 from presenced.config import XMPPSettings
@@ -34,6 +35,7 @@ NS_COMPONENT = "jabber:component:accept"
 NS_ROSTER = "jabber:iq:roster"
 NS_PRIVILEGE = ("urn:xmpp:privilege:2", "urn:xmpp:privilege:1")
 NS_XML = "http://www.w3.org/XML/1998/namespace"
+NS_PING = "urn:xmpp:ping"
 
 #: Longest status text kept; longer ones are cut.
 MAX_STATUS = 1024
@@ -154,6 +156,84 @@ class PresenceFeed(XMPPHandler):
             received=self.clock.seconds(),
             stanza=_standalone(element),
         )
+
+
+class _PingRequest(Request):
+    stanzaType = "get"
+
+    def toElement(self) -> domish.Element:
+        element = super().toElement()
+        element.addElement((NS_PING, "ping"))
+        return element
+
+
+class ResourceChecker(XMPPHandler):
+    """
+    Every C{interval} seconds, pings each online resource (XEP-0199) and
+    takes offline those the server says are gone.
+
+    Some servers (ejabberd) forward no unavailable presence to the
+    component when a client drops without sending one; this keeps such
+    users from being shown online for ever.  A resource is taken as gone
+    when the answer is an error that servers give for a session that no
+    longer exists; any other answer, or none, leaves it as it is.
+    """
+
+    log = Logger()
+
+    #: The error conditions that mean there is no such session.
+    GONE = frozenset({"service-unavailable", "recipient-unavailable", "item-not-found"})
+
+    def __init__(self, tracker: PresenceTracker, clock: IReactorTime, interval: float, timeout: float) -> None:
+        super().__init__()
+        self.tracker = tracker
+        self.clock = clock
+        self.interval = interval
+        self.timeout = timeout
+        self._loop: task.LoopingCall | None = None
+
+    def connectionInitialized(self) -> None:
+        self._start()
+
+    def connectionLost(self, reason) -> None:
+        self._stop()
+
+    def setInterval(self, interval: float) -> None:
+        """
+        Check every C{interval} seconds from now on (0: never).
+        """
+        self.interval = interval
+        if self._loop is not None:
+            self._stop()
+            self._start()
+
+    def _start(self) -> None:
+        if self.interval > 0:
+            self._loop = task.LoopingCall(self.check)
+            self._loop.clock = self.clock
+            self._loop.start(self.interval, now=False)
+
+    def _stop(self) -> None:
+        if self._loop is not None and self._loop.running:
+            self._loop.stop()
+        self._loop = None
+
+    def check(self) -> None:
+        """
+        Ping every online resource once.
+        """
+        for user, resource in self.tracker.onlineResources():
+            try:
+                request = _PingRequest(recipient=JID(f"{user}/{resource}"))
+            except InvalidFormat:
+                continue
+            request.timeout = self.timeout
+            self.request(request).addErrback(self._answered, user, resource)
+
+    def _answered(self, failure, user: str, resource: str) -> None:
+        if failure.check(jabber_error.StanzaError) and failure.value.condition in self.GONE:
+            self.log.info("{user}/{resource} is gone; showing it offline", user=user, resource=resource)
+            self.tracker.unavailable(user, resource, None)
 
 
 class PrivilegeListener(XMPPHandler):

@@ -370,3 +370,49 @@ def test_handshakeTimerCancelledOnSuccess():
     xs.makeConnection(StringTransport())
     xs.dispatch(xs, xmlstream.STREAM_AUTHD_EVENT)
     assert clock.getDelayedCalls() == []
+
+
+def pings(link):
+    sent = link.sent()
+    return [part.split("id='")[1].split("'")[0] for part in sent.split("<iq ")[1:] if "urn:xmpp:ping" in part]
+
+
+@pytest.mark.parametrize("answer,online", [
+    ("<iq type='result' id='{id}' from='alice@example.test/desk'/>", True),
+    ("<iq type='error' id='{id}' from='alice@example.test/desk'><error type='cancel'>"
+     "<service-unavailable xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></iq>", False),
+    ("<iq type='error' id='{id}' from='alice@example.test/desk'><error type='cancel'>"
+     "<feature-not-implemented xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></iq>", True),
+    (None, True),
+])
+def test_resourceCheck(link, answer, online):
+    """
+    Online resources are pinged every interval; one the server says is
+    gone is shown offline, any other answer or none leaves it online.
+    """
+    from presenced.xmpp import ResourceChecker
+
+    checker = ResourceChecker(link.tracker, link.clock, interval=60, timeout=5)
+    checker.setHandlerParent(link.connection)
+    link.receive(f"<presence from='alice@{DOMAIN}/desk'/>")
+    link.sent()
+    link.clock.advance(59)
+    assert pings(link) == []
+    link.clock.advance(1)
+    [pingID] = pings(link)
+    if answer:
+        link.receive(answer.format(id=pingID))
+    link.clock.advance(5)
+    assert (link.tracker.shown(f"alice@{DOMAIN}").state is not State.OFFLINE) is online
+
+
+def test_resourceCheckStopsWithLink(link):
+    """
+    No pings are sent while the link is down.
+    """
+    from presenced.xmpp import ResourceChecker
+
+    checker = ResourceChecker(link.tracker, link.clock, interval=60, timeout=5)
+    checker.setHandlerParent(link.connection)
+    link.drop()
+    assert link.clock.getDelayedCalls() == [] or all(not c.active() for c in link.clock.getDelayedCalls())

@@ -96,7 +96,7 @@ class World:
         self.clients.append(client)
         return client
 
-    def settings(self, public: bool = True, secret: str | None = None, extra: str = "") -> str:
+    def settings(self, public: bool = True, secret: str | None = None, extra: str = "", xmpp: str = "") -> str:
         return f"""
 [xmpp]
 jid = {self.server.component}
@@ -104,6 +104,7 @@ secret = {secret or self.server.secret}
 host = 127.0.0.1
 port = {self.server.componentPort}
 domain = {self.server.domain}
+{xmpp}
 
 [http]
 listen = tcp:{self.port}:interface=127.0.0.1

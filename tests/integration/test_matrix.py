@@ -94,3 +94,21 @@ async def test_clientModeConsent(any_world):
     sharing.subscribe(bot)
     await world.waitForText(f"jid={sharer}", "Shared on the matrix")
     assert await world.text(f"jid={stranger}") == "Forbidden"
+
+
+@pytest_twisted.ensureDeferred
+async def test_componentDroppedClientGoesOffline(any_world):
+    """
+    A client that drops without an unavailable presence is shown offline:
+    Prosody says so at once; with ejabberd, the resource check notices.
+    """
+    world = any_world
+    user = world.user("dropper")
+    await world.start(xmpp="resource_check = 1")
+    client = await world.login(user)
+    client.available(status="About to vanish")
+    await world.waitForText(f"jid={user}", "About to vanish")
+    client.drop()
+    await until(lambda: world.service.tracker.shown(user).status != "About to vanish", timeout=15)
+    assert await world.text(f"jid={user}") in ("Unavailable", "Disconnected: connection closed",
+                                                "Disconnected: closed")
