@@ -162,6 +162,15 @@ class PresenceService(MultiService):
             self.log.error("Reload aborted: {why}; nothing was changed", why=e)
             return False
         old = self.settings
+        try:
+            # TLS listeners are recreated on every reload, so that renewed
+            # certificates are read; reading them now checks them first.
+            renewed = {d: self._listener(d) for d in self.listeners if d in new.http.listen and _isTLS(d)}
+        except Exception as e:
+            if accessLog is not None:
+                accessLog.close()
+            self.log.error("Reload aborted: cannot read a TLS certificate ({why}); nothing was changed", why=e)
+            return False
         if new.xmpp.mode != old.xmpp.mode:
             if accessLog is not None:
                 accessLog.close()
@@ -180,6 +189,7 @@ class PresenceService(MultiService):
 
         # The access log file is reopened on every reload, for log rotation.
         self.site.setAccessLog(accessLog)
+        await self._renewTLS(renewed)
         if not changes:
             self.log.info("Reload done: nothing changed")
             return True
@@ -221,6 +231,28 @@ class PresenceService(MultiService):
         for description in [d for d in self.listeners if d not in listen]:
             await self.listeners.pop(description).disownServiceParent()
         self.listeners.update(started)
+
+
+    async def _renewTLS(self, renewed: dict) -> None:
+        """
+        Replace TLS listeners by ones with freshly read certificates.  The
+        port is closed and opened again: connections that arrive in that
+        moment are refused.
+        """
+        for description, listener in renewed.items():
+            await self.listeners[description].disownServiceParent()
+            try:
+                listener.setServiceParent(self.http)
+            except Exception as e:
+                self.listeners.pop(description)
+                self.log.error("Cannot listen again on {description} after reading its certificate: {why}",
+                               description=description, why=e)
+            else:
+                self.listeners[description] = listener
+
+
+def _isTLS(description: str) -> bool:
+    return description.split(":", 1)[0] in ("ssl", "tls")
 
 
 def _follow(d: defer.Deferred) -> defer.Deferred:

@@ -34,3 +34,33 @@ async def test_httpsListener(world, tmp_path):
             return answer.read()
 
     assert await threads.deferToThread(fetch) == b"Unavailable"
+
+
+@pytest_twisted.ensureDeferred
+async def test_certificateRenewedOnReload(world, tmp_path):
+    """
+    A reload reads renewed certificate files: new connections get the new
+    certificate.  Unreadable files abort the reload and keep the old one.
+    """
+    cert, key = selfSigned("localhost", tmp_path)
+    settings = world.settings().replace(
+        f"listen = tcp:{world.port}:interface=127.0.0.1",
+        f"listen = ssl:{world.port}:interface=127.0.0.1:privateKey={key}:certKey={cert}")
+    path = tmp_path / "presenced.ini"
+    path.write_text(settings)
+    world.service = PresenceService(fromString(settings), reactor, configPath=str(path))
+    world.service.startService()
+
+    def served() -> str:
+        return ssl.get_server_certificate(("127.0.0.1", world.port), timeout=10)
+
+    before = await threads.deferToThread(served)
+    assert before.strip() == cert.read_text().strip()
+    key.write_text("not a key")
+    assert await world.service.reload() is False
+    assert (await threads.deferToThread(served)) == before
+
+    selfSigned("localhost", tmp_path)
+    assert await world.service.reload() is True
+    after = await threads.deferToThread(served)
+    assert after.strip() == cert.read_text().strip() != before.strip()
