@@ -101,7 +101,8 @@ class ClientConnection(LinkService):
 class ContactRoster(RosterClientProtocol):
     """
     The account's roster, as far as consent goes: the contacts of allowed
-    domains whose presence the account receives.
+    domains whose presence the account receives.  Kept while the link is
+    down (consent does not lapse with it) and read again on every login.
 
     @ivar contacts: their bare JIDs.
     """
@@ -110,9 +111,6 @@ class ContactRoster(RosterClientProtocol):
         super().__init__()
         self.allowDomains = allowDomains
         self.contacts: set[str] = set()
-
-    def connectionLost(self, reason) -> None:
-        self.contacts = set()
 
     def load(self, roster) -> None:
         """

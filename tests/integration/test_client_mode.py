@@ -157,3 +157,31 @@ async def test_untrustedCertificateRefused(tls_world):
         world.service.startService()
         await until(lambda: any("certificate verify failed" in formatEvent(e) for e in events), timeout=15)
     assert not world.service.link.connected
+
+
+@pytest_twisted.ensureDeferred
+async def test_clientModeSurvivesServerRestart(fresh_world):
+    """
+    In client mode too, presence is forgotten when the server goes away
+    (consenting users look offline), health turns 503, and presenced logs
+    in again by itself.
+    """
+    world = fresh_world
+    bot, sharer = world.user("bot"), world.user("sharer")
+    await startClientMode(world, bot)
+    sharing = await world.login(sharer)
+    sharing.available(status="Before")
+    sharing.subscribe(bot)
+    await world.waitForText(f"jid={sharer}", "Before")
+    assert world.service.health()[0] is True
+
+    world.server.stop()
+    await until(lambda: not world.service.link.connected)
+    assert await world.text(f"jid={sharer}") == "Unavailable"
+    assert world.service.health()[0] is False
+
+    world.server.start()
+    await until(lambda: world.service.link.connected, timeout=20)
+    again = await world.login(sharer, "again")
+    again.available(status="After")
+    await world.waitForText(f"jid={sharer}", "After")
