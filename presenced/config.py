@@ -71,7 +71,8 @@ class XMPPSettings:
     @ivar domain: the users' domain (component), or the account's domain.
     @ivar allow_domains: client mode: the domains whose users may add the
         account and be served.
-    @ivar tls: client mode: C{"required"}, C{"optional"} or C{"off"}.
+    @ivar tls: client mode: C{"required"} (STARTTLS), C{"direct"} (TLS
+        from the first byte, XEP-0368), C{"optional"} or C{"off"}.
     @ivar ca_file: client mode: CA certificates to verify the server
         with, instead of the system's.
     """
@@ -363,15 +364,15 @@ def _xmppSettings(read: _Reader) -> XMPPSettings:
     if read.value("xmpp", "domain", str, None) is not None:
         read.problem("xmpp", "domain", "not used with mode = client; list the served domains in allow_domains")
     host = read.value("xmpp", "host", _text, None)
-    tls = read.value("xmpp", "tls", _choice("required", "optional", "off"), "required")
-    if tls != "required" and not _isLoopback(host):
+    tls = read.value("xmpp", "tls", _choice("required", "direct", "optional", "off"), "required")
+    if tls in ("optional", "off") and not _isLoopback(host):
         read.problem("xmpp", "tls", f"{tls} is only allowed with a loopback host (127.0.0.1, ::1, localhost)")
     return XMPPSettings(
         mode=mode,
         jid=jid,
         secret=read.value("xmpp", "secret", _text),
         host=host,
-        port=read.value("xmpp", "port", _port, 5222),
+        port=read.value("xmpp", "port", _port, 5223 if tls == "direct" else 5222),
         domain=accountDomain,
         allow_domains=read.value("xmpp", "allow_domains", _domains, (accountDomain,) if accountDomain else ()),
         tls=tls,

@@ -47,7 +47,8 @@ class AccountAuthenticator(client.XMPPAuthenticator):
     Logs the account in: STARTTLS as configured, verifying the server's
     certificate for its domain, then SASL, resource binding and session.
 
-    @ivar tls: C{"required"}, C{"optional"} or C{"off"}.
+    @ivar tls: C{"required"}, C{"direct"} (the connection is TLS already),
+        C{"optional"} or C{"off"}.
     @ivar caFile: PEM CA certificates to trust instead of the system's.
     """
 
@@ -59,11 +60,9 @@ class AccountAuthenticator(client.XMPPAuthenticator):
     def associateWithStream(self, xs: xmlstream.XmlStream) -> None:
         xmlstream.ConnectAuthenticator.associateWithStream(self, xs)
         initializers = [client.CheckVersionInitializer(xs)]
-        if self.tls != "off":
-            trust = (ssl.Certificate.loadPEM(self.caFile.read_bytes()) if self.caFile else None)
-            options = ssl.optionsForClientTLS(self.jid.host, trustRoot=trust)
+        if self.tls in ("required", "optional"):
             initializers.append(xmlstream.TLSInitiatingInitializer(
-                xs, required=self.tls == "required", configurationForTLS=options))
+                xs, required=self.tls == "required", configurationForTLS=self.tlsOptions()))
         initializers += [
             _SafeSASLInitializer(xs, required=True),
             client.BindInitializer(xs, required=True),
@@ -72,10 +71,20 @@ class AccountAuthenticator(client.XMPPAuthenticator):
         xs.initializers = initializers
 
 
+    def tlsOptions(self):
+        """
+        TLS client options that verify the server's certificate for the
+        account's domain, against C{caFile} or the system's CAs.
+        """
+        trust = ssl.Certificate.loadPEM(self.caFile.read_bytes()) if self.caFile else None
+        return ssl.optionsForClientTLS(self.jid.host, trustRoot=trust)
+
+
 class ClientConnection(LinkService):
     """
     The account's link to its server.  Without a configured host, the
-    domain's C{_xmpp-client._tcp} SRV records say where to connect.
+    domain's SRV records say where to connect: C{_xmpp-client._tcp}, or
+    C{_xmpps-client._tcp} for direct TLS (XEP-0368).
     """
 
     @staticmethod
@@ -90,10 +99,20 @@ class ClientConnection(LinkService):
         return JID(self.settings.jid)
 
     def _connect(self):
-        if self.settings.host is not None:
-            return super()._connect()
-        connector = SRVConnector(self._reactor, "xmpp-client", JID(self.settings.jid).host, self.factory,
-                                 defaultPort=self.settings.port)
+        settings = self.settings
+        direct = settings.tls == "direct"
+        if settings.host is not None:
+            if not direct:
+                return super()._connect()
+            return self._reactor.connectSSL(settings.host, settings.port, self.factory,
+                                            self.factory.authenticator.tlsOptions(),
+                                            timeout=self.factory.handshakeTimeout)
+        connector = SRVConnector(
+            self._reactor, "xmpps-client" if direct else "xmpp-client", JID(settings.jid).host, self.factory,
+            defaultPort=settings.port,
+            connectFuncName="connectSSL" if direct else "connectTCP",
+            connectFuncArgs=(self.factory.authenticator.tlsOptions(),) if direct else (),
+        )
         connector.connect()
         return connector
 

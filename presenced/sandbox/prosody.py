@@ -31,7 +31,7 @@ http_interfaces = {{ "127.0.0.1" }}
 http_ports = {{ {http} }}
 https_ports = {{ }}
 s2s_ports = {{ }}
-c2s_direct_tls_ports = {{ }}
+c2s_direct_tls_ports = {{ {direct_tls} }}
 legacy_ssl_ports = {{ }}
 http_default_host = "{domain}"
 authentication = "internal_plain"
@@ -92,6 +92,8 @@ class Prosody:
     @ivar domain: the users' domain.
     @ivar component: the presenced component's address.
     @ivar modules: extra modules to enable, e.g. C{"webpresence"}.
+    @ivar tls: offer STARTTLS (required) and direct TLS on C{directTLSPort},
+        with a self-signed certificate for the domain.
     """
 
     domain: str = "example.test"
@@ -100,6 +102,7 @@ class Prosody:
     modules: tuple[str, ...] = ()
     loglevel: str = "info"
     tls: bool = False
+    directTLSPort: int = field(default_factory=freePort)
     c2sPort: int = field(default_factory=freePort)
     componentPort: int = field(default_factory=freePort)
     httpPort: int = field(default_factory=freePort)
@@ -126,6 +129,7 @@ class Prosody:
             allow_plain="false" if self.tls else "true",
             disable_tls="" if self.tls else '"tls"',
             tls_module='"tls";' if self.tls else "",
+            direct_tls=self.directTLSPort if self.tls else "",
         ))
         files = [self.directory, self.configFile]
         if self.tls:

@@ -185,3 +185,19 @@ async def test_clientModeSurvivesServerRestart(fresh_world):
     again = await world.login(sharer, "again")
     again.available(status="After")
     await world.waitForText(f"jid={sharer}", "After")
+
+
+@pytest_twisted.ensureDeferred
+async def test_loginOverDirectTLS(tls_world):
+    """
+    With tls = direct, presenced speaks TLS from the first byte (XEP-0368).
+    """
+    world = tls_world
+    bot = world.user("bot")
+    settings = tlsSettings(world, bot, str(world.server.certificate)).replace(
+        "tls = required", "tls = direct").replace(f"port = {world.server.c2sPort}",
+                                                  f"port = {world.server.directTLSPort}")
+    world.service = PresenceService(fromString(settings), reactor)
+    world.service.startService()
+    await until(lambda: world.service.link.connected)
+    assert ISSLTransport.providedBy(world.service.connection.xmlstream.transport)
