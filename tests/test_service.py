@@ -12,7 +12,6 @@ from twisted.logger import LogLevel, capturedLogs
 from twisted.python.failure import Failure
 
 from presenced.config import load
-from presenced.presence import State
 from presenced.service import PresenceService
 
 from webhelpers import request
