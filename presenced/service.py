@@ -30,7 +30,7 @@ class PresenceService(MultiService):
     """
     presenced as one service: XMPP → presence model → HTTP.
 
-    Its children are named C{xmpp} (the component link) and C{http} (the
+    Its children are named C{xmpp} (the link to the server) and C{http} (the
     listeners).  L{reload} re-reads the settings file at C{configPath};
     with C{reloadOnHangup}, SIGHUP does that.
 
@@ -56,28 +56,15 @@ class PresenceService(MultiService):
         xmpp, presence = settings.xmpp, settings.presence
         self.link = LinkMonitor(reactor)
         self.feed = PresenceFeed(self.tracker, xmpp.servedDomains, reactor)
-        if xmpp.mode == "client":
-            self.connection = ClientConnection(reactor, xmpp)
-            self.contacts = ContactRoster(xmpp.servedDomains)
-            handlers = [self.link, self.feed, self.contacts, ConsentKeeper(self.contacts)]
-            self.policy = self.contacts
-            self.rosters = None
-        else:
-            self.connection = ComponentConnection(reactor, xmpp)
-            self.privileges = PrivilegeListener(xmpp.domain)
-            self.rosterReader = RosterReader(self.link, presence.roster_timeout)
-            self.checker = ResourceChecker(self.tracker, reactor, xmpp.resource_check, presence.roster_timeout)
-            handlers = [self.link, self.feed, self.privileges, self.rosterReader, self.checker]
-            self.rosters = RosterCache(self.rosterReader.subscribers, reactor, presence.roster_ttl)
-            self.link.listeners.append(lambda connected: connected or self.rosters.clear())
-            self.policy = AccessPolicy(presence.public, self.rosters)
+        self.mode = (ClientMode if xmpp.mode == "client" else ComponentMode)(settings, reactor, self.tracker, self.link)
+        self.connection = self.mode.connection
         self.connection.setName("xmpp")
         self.connection.setServiceParent(self)
-        for handler in handlers:
+        for handler in [self.link, self.feed, *self.mode.handlers]:
             handler.setHandlerParent(self.connection)
 
         renderer = AnswerRenderer(loadImages(settings.http.images), presence.labels)
-        self.status = StatusResource(self.tracker, self.policy, renderer, xmpp.servedDomains)
+        self.status = StatusResource(self.tracker, self.mode.policy, renderer, xmpp.servedDomains)
         self.site = buildSite(self.status, HealthResource(self.health), reactor)
         self.site.setAccessLog(self._openAccessLog(settings.http.access_log))
         self.site.logFormatter.trusted = settings.http.trusted_proxies
@@ -193,20 +180,12 @@ class PresenceService(MultiService):
         if not changes:
             self.log.info("Reload done: nothing changed")
             return True
-        presence = new.presence
-        if self.rosters is not None:
-            self.policy.public = presence.public
-            self.rosters.ttl = presence.roster_ttl
-            self.rosterReader.timeout = presence.roster_timeout
-            self.privileges.serverDomain = new.xmpp.domain
-            self.checker.setInterval(new.xmpp.resource_check)
-        self.status.renderer = AnswerRenderer(images, presence.labels)
+        self.mode.apply(new)
+        self.status.renderer = AnswerRenderer(images, new.presence.labels)
         self.status.domains = self.feed.domains = new.xmpp.servedDomains
         self.site.logFormatter.trusted = new.http.trusted_proxies
         self.settings = new
         if new.xmpp != old.xmpp:
-            if self.rosters is not None:
-                self.rosters.clear()
             await self.connection.reconnect(new.xmpp)
         self.log.info("Reload done; changed: {changes}", changes=", ".join(changes))
         return True
@@ -249,6 +228,61 @@ class PresenceService(MultiService):
                                description=description, why=e)
             else:
                 self.listeners[description] = listener
+
+
+class ComponentMode:
+    """
+    The XMPP side as a privileged component (XEP-0114, XEP-0356): the
+    server forwards presence; rosters are read for subscribers-only
+    answers; online resources are checked now and then.
+
+    @ivar handlers: what the link needs besides the presence feed.
+    @ivar policy: who may see whom.
+    """
+
+    def __init__(self, settings: Settings, reactor, tracker: PresenceTracker, link: LinkMonitor) -> None:
+        xmpp, presence = settings.xmpp, settings.presence
+        self.connection = ComponentConnection(reactor, xmpp)
+        self.privileges = PrivilegeListener(xmpp.domain)
+        self.rosterReader = RosterReader(link, presence.roster_timeout)
+        self.checker = ResourceChecker(tracker, reactor, xmpp.resource_check, presence.roster_timeout)
+        self.handlers = [self.privileges, self.rosterReader, self.checker]
+        self.rosters = RosterCache(self.rosterReader.subscribers, reactor, presence.roster_ttl)
+        link.listeners.append(lambda connected: connected or self.rosters.clear())
+        self.policy = AccessPolicy(presence.public, self.rosters)
+
+    def apply(self, settings: Settings) -> None:
+        """
+        Use new settings from now on (a changed link is reconnected apart).
+        """
+        self.policy.public = settings.presence.public
+        self.rosters.ttl = settings.presence.roster_ttl
+        self.rosters.clear()
+        self.rosterReader.timeout = settings.presence.roster_timeout
+        self.privileges.serverDomain = settings.xmpp.domain
+        self.checker.setInterval(settings.xmpp.resource_check)
+
+
+class ClientMode:
+    """
+    The XMPP side as an ordinary account: users consent by adding it, and
+    those are served.
+
+    @ivar handlers: what the link needs besides the presence feed.
+    @ivar policy: who may be seen: the consenting contacts.
+    """
+
+    def __init__(self, settings: Settings, reactor, tracker: PresenceTracker, link: LinkMonitor) -> None:
+        self.connection = ClientConnection(reactor, settings.xmpp)
+        self.contacts = ContactRoster(settings.xmpp.servedDomains)
+        self.handlers = [self.contacts, ConsentKeeper(self.contacts)]
+        self.policy = self.contacts
+
+    def apply(self, settings: Settings) -> None:
+        """
+        Use new settings from now on (a changed link is reconnected apart).
+        """
+        self.contacts.allowDomains = settings.xmpp.servedDomains
 
 
 def _isTLS(description: str) -> bool:

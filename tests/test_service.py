@@ -117,8 +117,8 @@ def test_reloadAppliesPresenceSettings(daemon):
     with capturedLogs() as events:
         assert daemon.reload(presence__unavailable_status="Away from keyboard",
                              presence__public="false", presence__roster_ttl="5") == [True]
-    assert daemon.service.policy.public is False
-    assert daemon.service.rosters.ttl == 5
+    assert daemon.service.mode.policy.public is False
+    assert daemon.service.mode.rosters.ttl == 5
     assert daemon.text("alice@example.test&req_jid=alice@example.test") == b"Away from keyboard"
     assert len(daemon.reactor.tcpClients) == 1
     assert daemon.service.link.connected
@@ -174,7 +174,7 @@ def test_bindFailureKeepsOldListeners(daemon):
                              presence__public="false") == [False]
     assert daemon.reactor.events == [("listen", 8081), ("listen", 8082), ("close", 8082)]
     assert list(daemon.service.listeners) == ["tcp:8081:interface=127.0.0.1"]
-    assert daemon.service.settings is before and daemon.service.policy.public is True
+    assert daemon.service.settings is before and daemon.service.mode.policy.public is True
     assert any("Reload aborted: cannot listen" in e["log_format"] for e in events)
 
 
@@ -232,9 +232,9 @@ def test_linkLossDropsCachedRosters(daemon):
     Rosters cached before a link loss are dropped.
     """
     xs = daemon.connectXMPP()
-    daemon.service.rosters._entries["alice@example.test"] = (1e12, frozenset({"bob@example.test"}))
+    daemon.service.mode.rosters._entries["alice@example.test"] = (1e12, frozenset({"bob@example.test"}))
     xs.connectionLost(Failure(Exception("closed")))
-    assert daemon.service.rosters._entries == {}
+    assert daemon.service.mode.rosters._entries == {}
 
 
 def test_reloadReopensAccessLog(daemon, tmp_path):
@@ -264,5 +264,5 @@ def test_unwritableAccessLogAbortsReload(daemon, tmp_path):
     with capturedLogs() as events:
         assert daemon.reload(http__access_log=str(directory / "access.log"),
                              presence__public="false") == [False]
-    assert daemon.service.policy.public is True
+    assert daemon.service.mode.policy.public is True
     assert any("Reload aborted" in e["log_format"] for e in events)

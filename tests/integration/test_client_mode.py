@@ -61,7 +61,7 @@ async def test_consentingUserIsServed(world):
     sharing.subscribe(bot)
     await world.waitForText(f"jid={sharer}", "Shared with the web")
     assert await world.text(f"jid={stranger}") == "Forbidden"
-    assert world.service.contacts.contacts == {sharer}
+    assert world.service.mode.contacts.contacts == {sharer}
 
     sharing.available(show="chat", status="Still shared")
     await world.waitForText(f"jid={sharer}", "Still shared")

@@ -56,8 +56,8 @@ async def test_componentPrivilegesGranted(any_world):
     """
     world = any_world
     await world.start()
-    await until(lambda: world.service.privileges.granted != {})
-    granted = world.service.privileges.granted
+    await until(lambda: world.service.mode.privileges.granted != {})
+    granted = world.service.mode.privileges.granted
     assert granted.get("roster") in ("get", "both")
     assert granted.get("presence") in ("roster", "managed_entity")
 
