@@ -22,6 +22,7 @@ setup(
         "wokkel>=18.0.0",
         "hyperlink>=21.0",
         "constantly>=15.1",
+        "scramp>=1.4",
     ],
     extras_require={"test": ["pytest>=8", "pytest-twisted>=1.14"]},
     classifiers=[

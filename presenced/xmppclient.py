@@ -14,6 +14,8 @@ import presenced.wokkel_compat  # noqa: F401  (must precede wokkel)
 
 from pathlib import Path
 
+import scramp
+
 from twisted.internet import ssl
 from twisted.internet.interfaces import ISSLTransport
 from twisted.logger import Logger
@@ -21,25 +23,69 @@ from twisted.names.srvconnect import SRVConnector
 from twisted.words.protocols.jabber import client, sasl, sasl_mechanisms, xmlstream
 from twisted.words.protocols.jabber.jid import JID
 from wokkel.xmppim import PresenceClientProtocol, RosterClientProtocol
+from zope.interface import implementer
 
 from presenced.config import XMPPSettings
 from presenced.xmpp import LinkService
 
 
+@implementer(sasl_mechanisms.ISASLMechanism)
+class Scram:
+    """
+    The SCRAM SASL mechanisms (RFC 5802, RFC 7677), through scramp; the
+    server's final message is verified, so the server proves it knows the
+    password too.
+    """
+
+    def __init__(self, name: str, user: str, password: str) -> None:
+        self.name = name
+        self._client = scramp.ScramClient([name], user, password)
+
+    def getInitialResponse(self) -> bytes:
+        return self._client.get_client_first().encode("utf-8")
+
+    def getResponse(self, challenge: bytes) -> bytes:
+        self._client.set_server_first(challenge.decode("utf-8"))
+        return self._client.get_client_final().encode("utf-8")
+
+    def verify(self, final: bytes) -> None:
+        """
+        Check the server's final message.
+
+        @raise scramp.ScramException: if the server's signature is wrong.
+        """
+        self._client.set_server_final(final.decode("utf-8"))
+
+
 class _SafeSASLInitializer(sasl.SASLInitiatingInitializer):
     """
-    SASL that sends a password in the clear (PLAIN) only inside TLS, or
-    when TLS is switched off for a loopback server; never DIGEST-MD5, which
-    RFC 6331 retired.
+    SASL with the strongest mechanism offered: SCRAM-SHA-256, then
+    SCRAM-SHA-1; else PLAIN, which sends the password as it is, only
+    inside TLS or when TLS is switched off for a loopback server.  Never
+    DIGEST-MD5, which RFC 6331 retired.
     """
 
     def setMechanism(self) -> None:
         authenticator = self.xmlstream.authenticator
+        offered = sasl.get_mechanisms(self.xmlstream)
         encrypted = ISSLTransport.providedBy(self.xmlstream.transport)
-        if "PLAIN" in sasl.get_mechanisms(self.xmlstream) and (encrypted or authenticator.tls == "off"):
+        for name in ("SCRAM-SHA-256", "SCRAM-SHA-1"):
+            if name in offered:
+                self.mechanism = Scram(name, authenticator.jid.user, authenticator.password)
+                return
+        if "PLAIN" in offered and (encrypted or authenticator.tls == "off"):
             self.mechanism = sasl_mechanisms.Plain(None, authenticator.jid.user, authenticator.password)
         else:
             raise sasl.SASLNoAcceptableMechanism()
+
+    def onSuccess(self, success) -> None:
+        if isinstance(self.mechanism, Scram):
+            try:
+                self.mechanism.verify(sasl.fromBase64(str(success)))
+            except (scramp.ScramException, sasl.SASLIncorrectEncodingError) as e:
+                self._deferred.errback(sasl.SASLAuthError(f"the server did not prove the password: {e}"))
+                return
+        super().onSuccess(success)
 
 
 class AccountAuthenticator(client.XMPPAuthenticator):

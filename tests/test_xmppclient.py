@@ -5,6 +5,7 @@ Tests for L{presenced.xmppclient}: client-mode login choices and consent.
 from types import SimpleNamespace
 
 import pytest
+from twisted.internet import defer
 from twisted.internet.interfaces import ISSLTransport
 from twisted.internet.testing import StringTransport
 from twisted.words.protocols.jabber import sasl, sasl_mechanisms, xmlstream
@@ -157,3 +158,62 @@ public = true
                     b"</query></iq>")
     assert roster.contacts == {"alice@example.test"}
     assert b"type='result'" in transport.value()
+
+
+@pytest.mark.parametrize("offered,expected", [
+    (["PLAIN", "SCRAM-SHA-1", "SCRAM-SHA-256"], "SCRAM-SHA-256"),
+    (["PLAIN", "SCRAM-SHA-1"], "SCRAM-SHA-1"),
+])
+def test_scramPreferred(offered, expected):
+    """
+    SCRAM is chosen when offered, the strongest hash first, TLS or not.
+    """
+    init = initializer("required", offered, encrypted=False)
+    init.setMechanism()
+    assert init.mechanism.name == expected
+
+
+def scramServer(password="pw"):
+    import scramp
+
+    mechanism = scramp.ScramMechanism("SCRAM-SHA-256")
+    salt, stored, serverKey, iterations = mechanism.make_auth_info(password, iteration_count=4096)
+    return mechanism.make_server(lambda user: (salt, stored, serverKey, iterations))
+
+
+def test_scramExchange():
+    """
+    The SCRAM mechanism completes an exchange with a real SCRAM server and
+    checks the server's final message.
+    """
+    from presenced.xmppclient import Scram
+
+    server = scramServer()
+    client = Scram("SCRAM-SHA-256", "bot", "pw")
+    server.set_client_first(client.getInitialResponse().decode())
+    final = client.getResponse(server.get_server_first().encode())
+    server.set_client_final(final.decode())
+    client.verify(server.get_server_final().encode())
+
+
+def test_scramServerMustProveThePassword():
+    """
+    A success whose server signature is wrong fails the login.
+    """
+    import base64
+
+    from presenced.xmppclient import Scram
+
+    init = initializer("required", ["SCRAM-SHA-256"], encrypted=True)
+    init.setMechanism()
+    server = scramServer(password="not-the-password")
+    server.set_client_first(init.mechanism.getInitialResponse().decode())
+    init.mechanism.getResponse(server.get_server_first().encode())
+    failures = []
+    init._deferred = defer.Deferred()
+    init._deferred.addErrback(failures.append)
+    success = domish.Element((sasl.NS_XMPP_SASL, "success"))
+    success.addContent(base64.b64encode(b"v=" + base64.b64encode(b"x" * 32)).decode())
+    init.onSuccess(success)
+    assert failures and failures[0].check(sasl.SASLAuthError)
+    assert isinstance(init.mechanism, Scram)
