@@ -201,3 +201,27 @@ async def test_loginOverDirectTLS(tls_world):
     world.service.startService()
     await until(lambda: world.service.link.connected)
     assert ISSLTransport.providedBy(world.service.connection.xmlstream.transport)
+
+
+@pytest_twisted.ensureDeferred
+async def test_clientModeReload(world, tmp_path):
+    """
+    A reload with changed account settings logs in again with them; one
+    that switches to component mode is refused.
+    """
+    bot = world.user("bot")
+    path = tmp_path / "presenced.ini"
+    path.write_text(clientSettings(world, bot))
+    world.service = PresenceService(fromString(path.read_text()), reactor, configPath=str(path))
+    world.service.startService()
+    await until(lambda: world.service.link.connected)
+    assert world.service.connection.xmlstream.authenticator.jid.resource == "presenced"
+
+    path.write_text(clientSettings(world, bot).replace(f"jid = {bot}/presenced", f"jid = {bot}/renamed"))
+    assert await world.service.reload() is True
+    await until(lambda: world.service.link.connected
+                and world.service.connection.xmlstream.authenticator.jid.resource == "renamed")
+
+    path.write_text(world.settings())
+    assert await world.service.reload() is False
+    assert world.service.settings.xmpp.mode == "client"
