@@ -1,10 +1,11 @@
 """
-The XMPP side: a privileged external component that feeds the presence
-model and answers roster questions.
+The XMPP side: the link to the server, the presence feed into the model,
+and the privileged component's handlers.
 
-The component (XEP-0114) connects to the server, which forwards the
-presence of its users under the privileges of XEP-0356 and lets the
-component read their rosters.
+The link (L{LinkService}, L{LinkStreamFactory}) is shared by both modes.
+As a component (XEP-0114), presenced gets its users' presence forwarded
+under the privileges of XEP-0356 and may read their rosters; client mode
+is in L{presenced.xmppclient}.
 """
 
 from __future__ import annotations
