@@ -8,7 +8,7 @@ roster, read over XMPP and cached briefly.
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Protocol
 
 from twisted.internet import defer
 from twisted.internet.interfaces import IReactorTime
@@ -16,6 +16,17 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 SubscriberSource = Callable[[str], "defer.Deferred[frozenset[str]]"]
+
+
+class ViewPolicy(Protocol):
+    """
+    The one question the web side asks about access.
+    """
+
+    def mayView(self, user: str, requester: str | None) -> bool | defer.Deferred[bool]:
+        """
+        Whether C{requester} may see C{user}'s presence: at once, or later.
+        """
 
 
 class RosterCache:

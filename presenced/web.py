@@ -22,7 +22,7 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.web import http, pages, resource, server
 from twisted.words.protocols.jabber.jid import InvalidFormat, JID
 
-from presenced.access import AccessPolicy
+from presenced.access import ViewPolicy
 from presenced.answers import AnswerRenderer, Body
 from presenced.presence import PresenceTracker, Shown, State
 
@@ -153,7 +153,7 @@ class StatusResource(resource.Resource):
     isLeaf = True
     allowedMethods = (b"GET", b"HEAD", b"POST")
 
-    def __init__(self, tracker: PresenceTracker, policy: AccessPolicy,
+    def __init__(self, tracker: PresenceTracker, policy: ViewPolicy,
                  renderer: AnswerRenderer, domains: frozenset[str]) -> None:
         super().__init__()
         self.tracker = tracker
