@@ -42,8 +42,6 @@ class RosterCache:
 
     maxEntries = 10_000
 
-    log = Logger()
-
     def __init__(self, fetch: SubscriberSource, clock: IReactorTime, ttl: float) -> None:
         self.fetch = fetch
         self.clock = clock

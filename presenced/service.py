@@ -149,30 +149,28 @@ class PresenceService(MultiService):
             self.log.error("Reload aborted: {why}; nothing was changed", why=e)
             return False
         old = self.settings
+
+        def abort(reason: str, **fields) -> bool:
+            if accessLog is not None:
+                accessLog.close()
+            self.log.error(reason, **fields)
+            return False
+
         try:
             # TLS listeners are recreated on every reload, so that renewed
             # certificates are read; reading them now checks them first.
             renewed = {d: self._listener(d) for d in self.listeners if d in new.http.listen and _isTLS(d)}
         except Exception as e:
-            if accessLog is not None:
-                accessLog.close()
-            self.log.error("Reload aborted: cannot read a TLS certificate ({why}); nothing was changed", why=e)
-            return False
+            return abort("Reload aborted: cannot read a TLS certificate ({why}); nothing was changed", why=e)
         if new.xmpp.mode != old.xmpp.mode:
-            if accessLog is not None:
-                accessLog.close()
-            self.log.error("Reload aborted: [xmpp] mode cannot change while presenced runs; "
-                           "restart it instead. Nothing was changed")
-            return False
+            return abort("Reload aborted: [xmpp] mode cannot change while presenced runs; "
+                         "restart it instead. Nothing was changed")
         changes = _differences(old, new)
         if changes:
             try:
                 await self._rebind(new.http.listen)
             except Exception as e:
-                if accessLog is not None:
-                    accessLog.close()
-                self.log.error("Reload aborted: cannot listen ({why}); nothing was changed", why=e)
-                return False
+                return abort("Reload aborted: cannot listen ({why}); nothing was changed", why=e)
 
         # The access log file is reopened on every reload, for log rotation.
         self.site.setAccessLog(accessLog)

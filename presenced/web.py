@@ -67,11 +67,16 @@ class StatusQuery:
 
 
 @lru_cache(maxsize=8192)
-def _bareJID(text: str) -> JID | None:
+def _bareJID(text: str) -> tuple[str, bool] | None:
+    """
+    The normalised bare JID in C{text} and whether it names a user, or
+    C{None} if C{text} is not a JID.  Cached: stringprep is costly.
+    """
     try:
-        return JID(text)
+        parsed = JID(text)
     except InvalidFormat:
         return None
+    return parsed.userhost(), parsed.user is not None
 
 
 def _single(args: dict[bytes, list[bytes]], name: bytes, limit: int) -> str | None:
@@ -93,9 +98,10 @@ def _jid(name: str, text: str, needsUser: bool) -> str:
     parsed = _bareJID(text)
     if parsed is None:
         raise BadRequest(f"{name} is not a valid JID")
-    if needsUser and parsed.user is None:
+    bare, hasUser = parsed
+    if needsUser and not hasUser:
         raise BadRequest(f"{name} must name a user (user@domain)")
-    return parsed.userhost()
+    return bare
 
 
 def _imageURL(name: str, text: str, template: bool) -> str:

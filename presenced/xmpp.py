@@ -118,8 +118,6 @@ class PresenceFeed(XMPPHandler):
     known.
     """
 
-    log = Logger()
-
     def __init__(self, tracker: PresenceTracker, domains: frozenset[str], clock: IReactorTime) -> None:
         super().__init__()
         self.tracker = tracker
@@ -432,19 +430,20 @@ class LinkStreamFactory(xmlstream.XmlStreamFactory):
             timer.cancel()
             xs.removeObserver(xmlstream.STREAM_END_EVENT, ended)
 
-        def streamError(reason):
+        def explain(reason, otherwise: str) -> None:
             explained.append(reason)
-            if reason.check(jabber_error.StreamError) and reason.value.condition == "not-authorized":
+            rejected = reason.check(sasl.SASLAuthError) or (
+                reason.check(jabber_error.StreamError) and reason.value.condition == "not-authorized")
+            if rejected:
                 self.log.error("The XMPP server rejected the credentials of {jid}", jid=self.account())
             else:
-                self.log.error("The XMPP server closed the stream: {why}", why=reason.getErrorMessage())
+                self.log.error(otherwise, why=reason.getErrorMessage())
+
+        def streamError(reason):
+            explain(reason, "The XMPP server closed the stream: {why}")
 
         def setUpFailed(reason):
-            explained.append(reason)
-            if reason.check(sasl.SASLAuthError):
-                self.log.error("The XMPP server rejected the credentials of {jid}", jid=self.account())
-            else:
-                self.log.error("Setting up the XMPP stream failed: {why}", why=reason.getErrorMessage())
+            explain(reason, "Setting up the XMPP stream failed: {why}")
             xs.transport.loseConnection()
 
         def ended(reason):
