@@ -1,11 +1,16 @@
 """
-The bodies of presence answers: image, text and XML.
+Presence answers: image, text and XML bodies, with their headers.
+
+Whatever can be is prepared once: the headers of each kind of answer, the
+icons, the XML of a stanza (by the model, when the presence arrives) and
+of the offline and forbidden presences of recently asked users.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
+from typing import NamedTuple
 
 from twisted.words.xish import domish
 
@@ -13,14 +18,39 @@ from presenced.presence import Shown, State
 
 NS_STANZAS = "urn:ietf:params:xml:ns:xmpp-stanzas"
 
+NO_CACHE = b"no-cache, no-store, max-age=0"
 
-@dataclass(frozen=True)
-class Body:
+#: Sent with answers that carry what users wrote (status texts, stanzas):
+#: never sniff them as something else, never run anything in them.
+_USER_CONTENT_HEADERS = (
+    (b"X-Content-Type-Options", b"nosniff"),
+    (b"Content-Security-Policy", b"default-src 'none'; sandbox"),
+)
+
+Headers = tuple[tuple[bytes, bytes], ...]
+
+
+def answerHeaders(contentType: bytes) -> Headers:
     """
-    An answer's content type and bytes.
+    The headers of every answer of C{contentType}, all but its length:
+    never cached, and for anything but an image, the safety headers.
+    """
+    headers = ((b"Cache-Control", NO_CACHE), (b"Content-Type", contentType))
+    return headers if contentType.startswith(b"image/") else headers + _USER_CONTENT_HEADERS
+
+
+PNG = answerHeaders(b"image/png")
+TEXT = answerHeaders(b"text/plain; charset=utf-8")
+XML = answerHeaders(b"text/xml; charset=utf-8")
+JSON = answerHeaders(b"application/json")
+
+
+class Body(NamedTuple):
+    """
+    An answer's headers (prepared once for each kind of answer) and bytes.
     """
 
-    contentType: bytes
+    headers: Headers
     data: bytes
 
 
@@ -29,7 +59,7 @@ def loadImages(directory: Path) -> dict[State, Body]:
     Read C{STATE.png} for every L{State} from C{directory}.
     """
     return {
-        state: Body(b"image/png", (directory / f"{state.value}.png").read_bytes())
+        state: Body(PNG, (directory / f"{state.value}.png").read_bytes())
         for state in State
     }
 
@@ -57,7 +87,7 @@ class AnswerRenderer:
         The user's status text, or the label of their state.
         """
         text = shown.status or self.labels[shown.state]
-        return Body(b"text/plain; charset=utf-8", text.encode("utf-8"))
+        return Body(TEXT, text.encode("utf-8"))
 
     def xml(self, shown: Shown, user: str, requester: str | None) -> Body:
         """
@@ -65,24 +95,24 @@ class AnswerRenderer:
         user, or a forbidden error presence.
         """
         if shown.stanza is not None:
-            xml = shown.stanza
-        elif shown.state is State.FORBIDDEN:
-            xml = _forbidden(user, requester)
-        else:
-            xml = _unavailable(user, shown.status)
-        return Body(b"text/xml; charset=utf-8", xml.encode("utf-8"))
+            return Body(XML, shown.stanza)
+        if shown.state is State.FORBIDDEN:
+            return Body(XML, _forbidden(user, requester))
+        return Body(XML, _unavailable(user, shown.status))
 
 
-def _unavailable(user: str, status: str | None) -> str:
+@lru_cache(maxsize=4096)
+def _unavailable(user: str, status: str | None) -> bytes:
     presence = domish.Element((None, "presence"))
     presence["type"] = "unavailable"
     presence["from"] = user
     if status:
         presence.addElement("status", content=status)
-    return presence.toXml()
+    return presence.toXml().encode("utf-8")
 
 
-def _forbidden(user: str, requester: str | None) -> str:
+@lru_cache(maxsize=4096)
+def _forbidden(user: str, requester: str | None) -> bytes:
     presence = domish.Element((None, "presence"))
     presence["type"] = "error"
     presence["from"] = user
@@ -92,4 +122,4 @@ def _forbidden(user: str, requester: str | None) -> str:
     error["code"] = "403"
     error["type"] = "auth"
     error.addElement((NS_STANZAS, "forbidden"))
-    return presence.toXml()
+    return presence.toXml().encode("utf-8")

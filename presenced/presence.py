@@ -61,12 +61,12 @@ class Shown:
     @ivar state: L{State.OFFLINE} or one of L{ONLINE_STATES}.
     @ivar status: the status text to show, if the user set one.
     @ivar stanza: for an online user, their shown resource's presence
-        stanza as XML; C{None} when offline.
+        stanza as UTF-8 XML; C{None} when offline.
     """
 
     state: State
     status: str | None = None
-    stanza: str | None = None
+    stanza: bytes | None = None
 
 
 OFFLINE = Shown(State.OFFLINE)
@@ -114,10 +114,14 @@ class PresenceTracker:
 
         @param user: the bare JID, normalised.
         """
-        others = [p for p in self._online.get(user, ()) if p.resource != presence.resource]
+        current = self._online.get(user)
+        if current is None:
+            self._online[user] = (presence,)
+            self._offline.pop(user, None)
+            return
+        others = [p for p in current if p.resource != presence.resource]
         others.append(presence)
         self._online[user] = tuple(sorted(others, key=ResourcePresence.sortKey, reverse=True))
-        self._offline.pop(user, None)
 
     def unavailable(self, user: str, resource: str | None, status: str | None) -> None:
         """

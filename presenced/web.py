@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import json
 import sys
-from dataclasses import dataclass, field
 from functools import lru_cache
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_address
-from typing import IO, Callable
+from types import MappingProxyType
+from typing import IO, Callable, Mapping, NamedTuple
 
 import hyperlink
 from twisted.internet import address, task
@@ -23,7 +23,7 @@ from twisted.web import http, pages, resource, server
 from twisted.words.protocols.jabber.jid import InvalidFormat, JID
 
 from presenced.access import ViewPolicy
-from presenced.answers import AnswerRenderer, Body
+from presenced.answers import JSON, NO_CACHE, TEXT, AnswerRenderer, Body
 from presenced.presence import PresenceTracker, Shown, State
 
 IMAGE_TOKEN = "--IMAGE--"
@@ -33,15 +33,6 @@ MAX_BODY = 64 * 1024
 
 FORBIDDEN = Shown(State.FORBIDDEN)
 
-NO_CACHE = b"no-cache, no-store, max-age=0"
-
-#: Sent with text answers, which carry what users wrote: never sniff them
-#: as something else, never run anything in them.
-_TEXT_SAFETY_HEADERS = (
-    (b"X-Content-Type-Options", b"nosniff"),
-    (b"Content-Security-Policy", b"default-src 'none'; sandbox"),
-)
-
 
 class BadRequest(Exception):
     """
@@ -49,8 +40,7 @@ class BadRequest(Exception):
     """
 
 
-@dataclass(frozen=True)
-class StatusQuery:
+class StatusQuery(NamedTuple):
     """
     A validated request to C{/plugins/presence/status}.
 
@@ -63,7 +53,7 @@ class StatusQuery:
     user: str
     requester: str | None = None
     kind: str = "image"
-    redirects: dict[State, str] = field(default_factory=dict)
+    redirects: Mapping[State, str] = MappingProxyType({})
 
 
 @lru_cache(maxsize=8192)
@@ -120,6 +110,7 @@ def _imageURL(name: str, text: str, template: bool) -> str:
 
 
 _STATE_PARAMETERS = {state.value.encode(): state for state in State}
+_REDIRECT_PARAMETERS = frozenset({b"images", *_STATE_PARAMETERS})
 
 
 def parseQuery(args: dict[bytes, list[bytes]]) -> StatusQuery:
@@ -139,6 +130,8 @@ def parseQuery(args: dict[bytes, list[bytes]]) -> StatusQuery:
     if kind not in ("image", "text", "xml"):
         raise BadRequest("type must be image, text or xml")
 
+    if args.keys().isdisjoint(_REDIRECT_PARAMETERS):
+        return StatusQuery(user, requester, kind)
     redirects = {}
     template = _single(args, b"images", MAX_URL)
     if template is not None:
@@ -193,13 +186,24 @@ class StatusResource(resource.Resource):
         decision.addCallback(decided)
         return server.NOT_DONE_YET
 
-    render_POST = render_GET
+    def render_HEAD(self, request: server.Request) -> bytes | int:
+        """
+        The headers of the GET answer, its length included, and no body.
+        """
+        body = self.render_GET(request)
+        if body is server.NOT_DONE_YET:
+            return body
+        request.setHeader(b"Content-Length", b"%d" % len(body))
+        return b""
 
     def render(self, request: server.Request) -> bytes | int:
-        if request.method not in self.allowedMethods:
-            request.setHeader(b"Allow", b", ".join(self.allowedMethods))
-            return _plain(request, 405, "only GET, HEAD and POST are allowed")
-        return super().render(request)
+        method = request.method
+        if method == b"GET" or method == b"POST":
+            return self.render_GET(request)
+        if method == b"HEAD":
+            return self.render_HEAD(request)
+        request.setHeader(b"Allow", b", ".join(self.allowedMethods))
+        return _plain(request, 405, "only GET, HEAD and POST are allowed")
 
     def _answer(self, request: server.Request, query: StatusQuery, shown: Shown) -> bytes:
         redirect = query.redirects.get(shown.state)
@@ -221,17 +225,15 @@ def _send(request: server.Request, body: Body, code: int = 200) -> bytes:
     """
     Set the status and headers for C{body}; return its bytes.
     """
-    request.setResponseCode(code)
-    request.setHeader(b"Cache-Control", NO_CACHE)
-    request.setHeader(b"Content-Type", body.contentType)
-    if not body.contentType.startswith(b"image/"):
-        for name, value in _TEXT_SAFETY_HEADERS:
-            request.setHeader(name, value)
+    if code != 200:
+        request.setResponseCode(code)
+    for name, value in body.headers:
+        request.setHeader(name, value)
     return body.data
 
 
 def _plain(request: server.Request, code: int, text: str) -> bytes:
-    return _send(request, Body(b"text/plain; charset=utf-8", (text + "\n").encode("utf-8")), code)
+    return _send(request, Body(TEXT, (text + "\n").encode("utf-8")), code)
 
 
 class PresenceRequest(server.Request):
@@ -277,7 +279,7 @@ class HealthResource(resource.Resource):
 
     def render_GET(self, request: server.Request) -> bytes:
         healthy, body = self.report()
-        return _send(request, Body(b"application/json", json.dumps(body).encode("utf-8")), 200 if healthy else 503)
+        return _send(request, Body(JSON, json.dumps(body).encode("utf-8")), 200 if healthy else 503)
 
 
 class AccessLog:

@@ -63,44 +63,46 @@ def _serverStampedSender(text: str | None, domains: frozenset[str]) -> tuple[str
     return bare, resource or None
 
 
-def _standalone(element: domish.Element) -> str:
+def _standalone(element: domish.Element) -> bytes:
     """
-    Serialise a received stanza on its own, without the component stream's
+    Serialise a received stanza on its own, as UTF-8, without the stream's
     namespace: as a client sees it, where jabber:client is left implicit.
-
-    Children in the stanza's namespace inherit it, so the declaration
-    appears once, on the stanza itself; attribute values cannot contain it
-    unescaped.
+    Children in other namespaces keep their declarations.
     """
-    return element.toXml().replace(f" xmlns='{element.uri}'", "", 1)
+    return element.toXml(defaultUri=element.uri).encode("utf-8")
 
 
-def _childText(element: domish.Element, name: str) -> str | None:
-    for child in element.elements():
-        if child.name == name and child.uri == element.uri:
-            return str(child)
-    return None
-
-
-def _statusText(element: domish.Element) -> str | None:
+def _presenceFields(element: domish.Element) -> tuple[str | None, str | None, int]:
     """
-    The status text of a presence: the one without C{xml:lang}, else the
-    first one.
+    The C{<show/>}, status text and priority of a presence, read in one
+    pass over its children.
+
+    The status text is the one without C{xml:lang}, else the first one,
+    cut to L{MAX_STATUS}; an unparseable priority is 0, and priorities are
+    held to -128..127.
     """
-    first = None
-    for child in element.elements():
-        if child.name != "status" or child.uri != element.uri:
+    show = priority = plainStatus = firstStatus = None
+    hasPlainStatus = False
+    for child in element.children:
+        if not isinstance(child, domish.Element) or child.uri != element.uri:
             continue
-        text = str(child).strip()
-        if not child.hasAttribute((NS_XML, "lang")):
-            return text[:MAX_STATUS] or None
-        if first is None:
-            first = text
-    return first[:MAX_STATUS] if first else None
+        name = child.name
+        if name == "status":
+            if (NS_XML, "lang") not in child.attributes:
+                if not hasPlainStatus:
+                    hasPlainStatus, plainStatus = True, str(child)
+            elif firstStatus is None:
+                firstStatus = str(child)
+        elif name == "show":
+            if show is None:
+                show = str(child)
+        elif name == "priority" and priority is None:
+            priority = str(child)
+    status = (plainStatus if hasPlainStatus else firstStatus or "").strip()[:MAX_STATUS] or None
+    return show, status, _priority(priority)
 
 
-def _priority(element: domish.Element) -> int:
-    text = _childText(element, "priority")
+def _priority(text: str | None) -> int:
     try:
         value = int(text.strip()) if text is not None else 0
     except ValueError:
@@ -140,18 +142,18 @@ class PresenceFeed(XMPPHandler):
         user, resource = sender
         kind = element.getAttribute("type")
         if kind == "unavailable":
-            self.tracker.unavailable(user, resource, _statusText(element))
+            self.tracker.unavailable(user, resource, _presenceFields(element)[1])
         elif kind is None and resource is not None:
             self.tracker.available(user, self._resourcePresence(element, resource))
 
     def _resourcePresence(self, element: domish.Element, resource: str) -> ResourcePresence:
-        if element.hasAttribute("to"):
-            del element["to"]
+        element.attributes.pop("to", None)
+        show, status, priority = _presenceFields(element)
         return ResourcePresence(
             resource=resource,
-            state=stateFromShow(_childText(element, "show")),
-            status=_statusText(element),
-            priority=_priority(element),
+            state=stateFromShow(show),
+            status=status,
+            priority=priority,
             received=self.clock.seconds(),
             stanza=_standalone(element),
         )

@@ -6,7 +6,7 @@ user shows.
 from presenced.presence import OFFLINE, PresenceTracker, ResourcePresence, State, stateFromShow
 
 
-def presence(state=State.AVAILABLE, status=None, priority=0, received=0.0, stanza="<presence/>", resource="r"):
+def presence(state=State.AVAILABLE, status=None, priority=0, received=0.0, stanza=b"<presence/>", resource="r"):
     return ResourcePresence(state=state, status=status, priority=priority, received=received,
                             stanza=stanza, resource=resource)
 
@@ -24,9 +24,9 @@ def test_singleResourceIsShown():
     and stanza.
     """
     tracker = PresenceTracker()
-    tracker.available("a@example.test", presence(State.AWAY, "Out", stanza="<p/>", resource="home"))
+    tracker.available("a@example.test", presence(State.AWAY, "Out", stanza=b"<p/>", resource="home"))
     shown = tracker.shown("a@example.test")
-    assert (shown.state, shown.status, shown.stanza) == (State.AWAY, "Out", "<p/>")
+    assert (shown.state, shown.status, shown.stanza) == (State.AWAY, "Out", b"<p/>")
 
 
 def test_mostAvailableResourceWins():

@@ -8,6 +8,7 @@ from urllib.parse import quote
 
 import pytest
 from twisted.internet import defer, task
+from twisted.logger import capturedLogs
 
 from presenced.access import AccessPolicy, RosterCache
 from presenced.answers import AnswerRenderer, loadImages
@@ -43,7 +44,7 @@ class Fixture:
         return self.fetches[user]
 
     def online(self, user, resource="home", state=State.AVAILABLE, status=None):
-        stanza = f"<presence from='{user}/{resource}'/>"
+        stanza = f"<presence from='{user}/{resource}'/>".encode()
         self.tracker.available(user, ResourcePresence(resource=resource, state=state, status=status, stanza=stanza))
 
     def get(self, query, method="GET"):
@@ -339,6 +340,21 @@ def test_postAndHeadBehaveLikeGet(public):
     assert public.get("jid=alice%40example.test&type=text", method="POST").body == b"Hello"
     response = public.get("jid=alice@example.test&type=text", method="HEAD")
     assert (response.code, response.body) == (200, b"")
+
+
+def test_headAnswersTheLengthOfGetAndNothingElse(public):
+    """
+    A HEAD answer carries the headers of the GET answer, its length
+    included, sends no body and logs nothing.
+    """
+    get = public.get("jid=alice@example.test")
+    connection = Connection(public.site)
+    with capturedLogs() as events:
+        connection.send("HEAD", f"{STATUS}?jid=alice@example.test")
+    head, _, rest = connection.transport.value().partition(b"\r\n\r\n")
+    assert (rest, events) == (b"", [])
+    headers = dict(line.split(": ", 1) for line in head.decode().split("\r\n")[1:])
+    assert (headers["Content-Length"], headers["Content-Type"]) == (str(len(get.body)), "image/png")
 
 
 def test_otherMethodsNotAllowed(public):

@@ -86,7 +86,7 @@ def test_availablePresenceIsTracked(link):
     assert shown.stanza == (
         f"<presence from='alice@{DOMAIN}/desk'><show>away</show><status>Back soon</status>"
         "<priority>3</priority><c xmlns='http://jabber.org/protocol/caps' ver='v'/></presence>"
-    )
+    ).encode()
 
 
 def test_priorityDecidesBetweenResources(link):
