@@ -10,6 +10,7 @@ is in L{presenced.xmppclient}.
 
 from __future__ import annotations
 
+import itertools
 from typing import Callable
 
 import presenced.wokkel_compat  # noqa: F401  (must precede wokkel)
@@ -31,8 +32,10 @@ from wokkel.xmppim import RosterItem, RosterRequest
 
 from presenced.config import XMPPSettings
 from presenced.presence import PresenceTracker, ResourcePresence, stateFromShow
+from presenced.streamparser import LinkXmlStream
 
 NS_COMPONENT = "jabber:component:accept"
+NS_CLIENT = "jabber:client"
 NS_ROSTER = "jabber:iq:roster"
 NS_PRIVILEGE = ("urn:xmpp:privilege:2", "urn:xmpp:privilege:1")
 NS_XML = "http://www.w3.org/XML/1998/namespace"
@@ -65,11 +68,63 @@ def _serverStampedSender(text: str | None, domains: frozenset[str]) -> tuple[str
 
 def _standalone(element: domish.Element) -> bytes:
     """
-    Serialise a received stanza on its own, as UTF-8, without the stream's
-    namespace: as a client sees it, where jabber:client is left implicit.
-    Children in other namespaces keep their declarations.
+    Serialise a received stanza on its own, as UTF-8, as a client sees it:
+    the stanza's namespace is left implicit (where it has to be declared
+    further in, it is C{jabber:client}).
+
+    Unlike domish's serializer, which writes namespace names as they are,
+    every value is escaped, so that a hostile stanza cannot change the
+    structure of the XML answer.  Elements are written in the default
+    namespace form; the prefixes a child declared are declared again, and
+    namespaced attributes get prefixes of their own (C{xml:} stays).
     """
-    return element.toXml(defaultUri=element.uri).encode("utf-8")
+    out: list[str] = []
+    _serialize(element, element.uri, {element.uri: NS_CLIENT}, out)
+    return "".join(out).encode("utf-8")
+
+
+def _serialize(element: domish.Element, inScope: str | None, renamed: dict[str, str], out: list[str]) -> None:
+    escape = domish.escapeToXml
+    name = element.name
+    uri = inScope if element.uri is None else element.uri
+    out.append(f"<{name}" if uri == inScope else f"<{name} xmlns='{escape(renamed.get(uri, uri), 1)}'")
+    for prefix, namespace in element.localPrefixes.items():
+        out.append(f" xmlns:{prefix}='{escape(namespace, 1)}'")
+    declared = None
+    for attribute, value in element.attributes.items():
+        if isinstance(attribute, tuple):
+            if declared is None:
+                declared = dict(element.localPrefixes)
+            attribute = _prefixed(attribute, declared, out)
+        out.append(f" {attribute}='{escape(value, 1)}'")
+    if not element.children:
+        out.append("/>")
+        return
+    out.append(">")
+    for child in element.children:
+        if isinstance(child, domish.Element):
+            _serialize(child, uri, renamed, out)
+        else:
+            out.append(escape(child))
+    out.append(f"</{name}>")
+
+
+def _prefixed(name: tuple[str, str], declared: dict[str, str], out: list[str]) -> str:
+    """
+    The prefixed name of a namespaced attribute: with the prefix that
+    C{declared} (prefix to namespace, on this element) has for its
+    namespace, or a new one, declared in C{out} and added to C{declared}.
+    """
+    namespace, local = name
+    if namespace == NS_XML:
+        return "xml:" + local
+    for prefix, known in declared.items():
+        if known == namespace:
+            return prefix + ":" + local
+    prefix = next(p for p in (f"ns{n}" for n in itertools.count()) if p not in declared)
+    declared[prefix] = namespace
+    out.append(f" xmlns:{prefix}='{domish.escapeToXml(namespace, 1)}'")
+    return f"{prefix}:{local}"
 
 
 def _presenceFields(element: domish.Element) -> tuple[str | None, str | None, int]:
@@ -396,6 +451,7 @@ class LinkStreamFactory(xmlstream.XmlStreamFactory):
 
     log = Logger()
     noisy = False
+    protocol = LinkXmlStream
     initialDelay = 1.0
     maxDelay = 60.0
     handshakeTimeout = 30.0
@@ -442,7 +498,10 @@ class LinkStreamFactory(xmlstream.XmlStreamFactory):
                 self.log.error(otherwise, why=reason.getErrorMessage())
 
         def streamError(reason):
-            explain(reason, "The XMPP server closed the stream: {why}")
+            if reason.check(domish.ParserError):
+                explain(reason, "The XMPP server sent XML that cannot be parsed ({why}); reconnecting")
+            else:
+                explain(reason, "The XMPP server closed the stream: {why}")
 
         def setUpFailed(reason):
             explain(reason, "Setting up the XMPP stream failed: {why}")

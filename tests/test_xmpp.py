@@ -3,6 +3,8 @@ Tests for L{presenced.xmpp}: the component's handlers, fed real XML over
 an in-memory stream.
 """
 
+from xml.etree import ElementTree
+
 import pytest
 from twisted.internet import task
 from twisted.internet.testing import StringTransport
@@ -89,6 +91,36 @@ def test_availablePresenceIsTracked(link):
     ).encode()
 
 
+def _tree(element: ElementTree.Element) -> tuple:
+    """
+    An element as namespace-qualified names, attributes and text, for
+    comparing what two serialisations mean.
+    """
+    return (element.tag, sorted(element.attrib.items()), element.text, element.tail,
+            [_tree(child) for child in element])
+
+
+@pytest.mark.parametrize("children", [
+    "<c xmlns=\"x&apos;&gt;&lt;b\"/>",
+    "<c xmlns=\"urn:a\"><d xmlns=\"x&apos; evil=&apos;1\">text</d></c>",
+    "<x:y xmlns:x=\"p&apos;q\" x:at=\"v&apos;&quot;&lt;\"/>",
+    "<c xmlns='urn:c' xmlns:ns0='urn:a' xmlns:foo='urn:b' ns0:a='1' foo:b='2' xmlns:bar='urn:d' bar:c='3'/>",
+    "<p:d xmlns:p='urn:p' xmlns:q='urn:q'><e q:x='1' p:y='2'/></p:d>",
+    "<status xml:lang='en'>&lt;/status&gt;&amp;&apos;&quot;</status><empty xmlns=''><inner/></empty>",
+])
+def test_stanzaSerialisedFaithfully(link, children):
+    """
+    The kept stanza means exactly what was received, whatever the names,
+    namespaces and values in it: a hostile namespace cannot add markup.
+    """
+    link.receive(f"<presence from='alice@{DOMAIN}/x' to='{COMPONENT}'>{children}</presence>")
+    kept = link.tracker.shown(f"alice@{DOMAIN}").stanza.decode()
+    asClientSees = f"<presence from='alice@{DOMAIN}/x'>{children}</presence>"
+    inClientStream = "<stream xmlns='jabber:client'>{}</stream>"
+    assert _tree(ElementTree.fromstring(inClientStream.format(kept))) == \
+        _tree(ElementTree.fromstring(inClientStream.format(asClientSees)))
+
+
 def test_priorityDecidesBetweenResources(link):
     """
     Priorities are read from the stanza and break ties between resources.
@@ -157,6 +189,17 @@ def test_badPriorities(link, priority, expected):
     link.receive(f"<presence from='alice@{DOMAIN}/o'><status>other</status><priority>1</priority></presence>")
     link.receive(f"<presence from='alice@{DOMAIN}/b'><status>bad</status><priority>{priority}</priority></presence>")
     assert link.tracker.shown(f"alice@{DOMAIN}").status == expected
+
+
+def test_namespaceWithSpaceKeepsTheLink(link):
+    """
+    An extension whose namespace name has a space in it is kept like any
+    other, and the link stays up.
+    """
+    link.receive(f"<presence from='alice@{DOMAIN}/x'><status>Here</status><x xmlns='urn:a b'/></presence>")
+    shown = link.tracker.shown(f"alice@{DOMAIN}")
+    assert (shown.status, link.transport.disconnecting) == ("Here", False)
+    assert b"<x xmlns='urn:a b'/>" in shown.stanza
 
 
 def test_longStatusIsCut(link):

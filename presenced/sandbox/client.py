@@ -17,6 +17,8 @@ from twisted.words.protocols.jabber.jid import JID
 from wokkel.subprotocols import StreamManager
 from wokkel.xmppim import PresenceClientProtocol, RosterClientProtocol
 
+from presenced.streamparser import LinkXmlStream
+
 
 class _LoopbackAuthenticator(client.XMPPAuthenticator):
     """
@@ -55,6 +57,7 @@ class SandboxClient:
         self.host = host
         self.port = port
         self.factory = xmlstream.XmlStreamFactory(_LoopbackAuthenticator(self.jid, password))
+        self.factory.protocol = LinkXmlStream  # also parses what hostile tests send
         self.manager = StreamManager(self.factory, reactor=reactor)
         self.manager.jid = self.jid  # wokkel checks roster pushes against it
         self.presence = _SubscriptionAutoApprover()

@@ -11,6 +11,7 @@ from twisted.logger import capturedLogs
 from twisted.web.client import FileBodyProducer
 from twisted.web.http_headers import Headers
 from io import BytesIO
+from xml.etree import ElementTree
 
 from presenced.answers import loadImages
 from presenced.config import defaultImageDirectory
@@ -79,6 +80,27 @@ async def test_droppedClientGoesOffline(world):
     client.drop()
     await until(lambda: world.service.tracker.shown(carol).state is State.OFFLINE)
     assert (await world.get(f"jid={carol}")).body == IMAGES[State.OFFLINE].data
+
+
+@pytest_twisted.ensureDeferred
+async def test_hostilePresenceNeitherBreaksTheLinkNorTheXml(world):
+    """
+    A presence whose extensions carry namespace names with a space or
+    with markup in them, which the server forwards as they are, neither
+    drops presenced's XMPP link nor changes the structure of the XML
+    answer.
+    """
+    mallory = world.user("mallory")
+    await world.start()
+    since = world.service.link.since
+    client = await world.login(mallory)
+    client.manager.send(
+        "<presence><status>Hostile</status><x xmlns='urn:a b'/>"
+        "<c xmlns=\"urn:x&apos;&gt;&lt;show&gt;chat&lt;/show&gt;&lt;x\"/></presence>")
+    await world.waitForText(f"jid={mallory}", "Hostile")
+    assert (world.service.link.connected, world.service.link.since) == (True, since)
+    stanza = ElementTree.fromstring((await world.get(f"jid={mallory}&type=xml")).body)
+    assert [child.tag for child in stanza] == ["status", "{urn:a b}x", "{urn:x'><show>chat</show><x}c"]
 
 
 @pytest_twisted.ensureDeferred
