@@ -123,6 +123,7 @@ class Targets:
 
         self.presencedPort = freePort()
         self.settings = self.work / "presenced.ini"
+        self.accessLog = self.work / "access.log"
         self.writeSettings(public=True)
         self.presencedLog = self.work / "presenced.log"
         twistd = str(Path(sys.executable).with_name("twistd"))
@@ -138,7 +139,7 @@ class Targets:
         for port in (self.presencedPort, self.barePort, self.nginxPort):
             waitForPort(port, 30)
 
-    def writeSettings(self, public: bool) -> None:
+    def writeSettings(self, public: bool, accessLog: bool = False) -> None:
         self.settings.write_text(f"""
 [xmpp]
 jid = {self.prosody.component}
@@ -148,18 +149,19 @@ domain = {self.prosody.domain}
 
 [http]
 listen = tcp:{self.presencedPort}:interface=127.0.0.1
+access_log = {self.accessLog if accessLog else "off"}
 
 [presence]
 public = {"true" if public else "false"}
 roster_ttl = 86400
 """)
 
-    def subscribersOnly(self) -> None:
+    def reload(self, public: bool, accessLog: bool = False) -> None:
         """
-        Switch presenced to subscribers-only mode with SIGHUP.
+        Change presenced's settings with SIGHUP.
         """
         done = self.presencedLog.read_text().count("Reload done")
-        self.writeSettings(public=False)
+        self.writeSettings(public, accessLog)
         self.presenced.send_signal(signal.SIGHUP)
         self._waitForLog("Reload done", done + 1)
 
@@ -237,35 +239,68 @@ def check(t: Targets, kind: str, ours: str, theirs: str) -> None:
             raise RuntimeError(f"{url} answered {body[:200]!r}, not the live user's {kind}")
 
 
+def alternating(options, targets: dict[str, tuple[str, int]]) -> dict[str, dict]:
+    """
+    Load each of C{targets} (name to URL and server pid) once a round, the
+    order reversed every other round; the median of the rounds for each.
+    """
+    runs = {name: [] for name in targets}
+    for round in range(options.rounds):
+        order = list(targets.items())
+        for name, (url, pid) in order if round % 2 == 0 else reversed(order):
+            runs[name].append(wrk(url, pid, options))
+    return {name: median(r) for name, r in runs.items()}
+
+
+def versus(t: Targets, options, ours: str, theirs: str) -> dict:
+    """
+    presenced at C{ours} against mod_webpresence at C{theirs}, alternating,
+    with the ratios of their requests per second and CPU per request.
+    """
+    result = alternating(options, {"presenced": (ours, t.presenced.pid), "mod_webpresence": (theirs, t.prosodyPid)})
+    result["ratio_requests"] = result["presenced"]["requests_per_second"] / result["mod_webpresence"]["requests_per_second"]
+    result["ratio_cpu"] = result["presenced"]["cpu_seconds_per_10k"] / result["mod_webpresence"]["cpu_seconds_per_10k"]
+    return result
+
+
 def compare(t: Targets, options, requester: str | None) -> dict:
     """
-    presenced versus mod_webpresence for each answer type, in alternating
-    runs (A B, then B A), the median of the rounds.
+    presenced versus mod_webpresence for each answer type.
     """
     results = {}
     for kind, (ours, theirs) in endpoints(t, requester).items():
         check(t, kind, ours, theirs)
-        runs = {"presenced": [], "mod_webpresence": []}
-        for round in range(options.rounds):
-            order = [("presenced", ours, t.presenced.pid), ("mod_webpresence", theirs, t.prosodyPid)]
-            for name, url, pid in order if round % 2 == 0 else reversed(order):
-                runs[name].append(wrk(url, pid, options))
-        results[kind] = {name: median(r) for name, r in runs.items()}
-        ours, theirs = results[kind]["presenced"], results[kind]["mod_webpresence"]
-        results[kind]["ratio_requests"] = ours["requests_per_second"] / theirs["requests_per_second"]
-        results[kind]["ratio_cpu"] = ours["cpu_seconds_per_10k"] / theirs["cpu_seconds_per_10k"]
+        results[kind] = versus(t, options, ours, theirs)
     return results
 
 
-def ceilings(t: Targets, options, presencedImage: dict) -> dict:
-    runs = {"bare_twisted_web": [], "nginx_static_png": []}
-    for _ in range(options.rounds):
-        runs["bare_twisted_web"].append(wrk(f"http://127.0.0.1:{t.barePort}/", t.bare.pid, options))
-        runs["nginx_static_png"].append(wrk(f"http://127.0.0.1:{t.nginxPort}/status.png", t.nginx.pid, options))
-    result = {name: median(r) for name, r in runs.items()}
+def ceilings(t: Targets, options) -> dict:
+    """
+    presenced's public image answer against a bare twisted.web leaf serving
+    the same bytes and nginx serving them as a static file, alternating.
+    """
+    image, _ = endpoints(t, None)["image"]
+    result = alternating(options, {
+        "presenced_image": (image, t.presenced.pid),
+        "bare_twisted_web": (f"http://127.0.0.1:{t.barePort}/", t.bare.pid),
+        "nginx_static_png": (f"http://127.0.0.1:{t.nginxPort}/status.png", t.nginx.pid),
+    })
     result["presenced_image_over_bare_twisted_web"] = (
-        presencedImage["requests_per_second"] / result["bare_twisted_web"]["requests_per_second"]
+        result["presenced_image"]["requests_per_second"] / result["bare_twisted_web"]["requests_per_second"]
     )
+    return result
+
+
+def withAccessLog(t: Targets, options) -> dict:
+    """
+    presenced's public image answer with the access log written to a file,
+    against mod_webpresence's.
+    """
+    t.reload(public=True, accessLog=True)
+    result = versus(t, options, *endpoints(t, None)["image"])
+    t.reload(public=True)
+    if not t.accessLog.stat().st_size:
+        raise RuntimeError("presenced wrote no access log")
     return result
 
 
@@ -317,14 +352,15 @@ def table(results: dict) -> str:
     lines = [
         f"{'endpoint':<24}{'server':<17}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'CPU s/10k':>11}",
     ]
-    for mode in ("public", "subscribers_only"):
-        for kind, row in results[mode].items():
-            for name in ("presenced", "mod_webpresence"):
-                r = row[name]
-                lines.append(f"{mode + ' ' + kind:<24}{name:<17}{r['requests_per_second']:>9.0f}"
-                             f"{r['p50_ms']:>9.2f}{r['p99_ms']:>9.2f}{r['cpu_seconds_per_10k']:>11.3f}")
-            lines.append(f"{'':<24}{'ratio':<17}{row['ratio_requests']:>9.2f}{'':>18}{row['ratio_cpu']:>11.2f}")
-    for name in ("bare_twisted_web", "nginx_static_png"):
+    rows = [(f"{mode} {kind}", row) for mode in ("public", "subscribers_only") for kind, row in results[mode].items()]
+    rows.append(("image, access log file", results["access_log_file"]))
+    for label, row in rows:
+        for name in ("presenced", "mod_webpresence"):
+            r = row[name]
+            lines.append(f"{label:<24}{name:<17}{r['requests_per_second']:>9.0f}"
+                         f"{r['p50_ms']:>9.2f}{r['p99_ms']:>9.2f}{r['cpu_seconds_per_10k']:>11.3f}")
+        lines.append(f"{'':<24}{'ratio':<17}{row['ratio_requests']:>9.2f}{'':>18}{row['ratio_cpu']:>11.2f}")
+    for name in ("presenced_image", "bare_twisted_web", "nginx_static_png"):
         r = results["ceilings"][name]
         lines.append(f"{'ceiling':<24}{name:<17}{r['requests_per_second']:>9.0f}"
                      f"{r['p50_ms']:>9.2f}{r['p99_ms']:>9.2f}{r['cpu_seconds_per_10k']:>11.3f}")
@@ -363,9 +399,10 @@ def main() -> None:
                                 "rounds": options.rounds, "presenced_access_log": "off (the default)",
                                 "mod_webpresence_log_level": "warn"}}
         results["public"] = compare(targets, options, requester=None)
-        targets.subscribersOnly()
+        results["ceilings"] = ceilings(targets, options)
+        results["access_log_file"] = withAccessLog(targets, options)
+        targets.reload(public=False)
         results["subscribers_only"] = compare(targets, options, requester=targets.fan)
-        results["ceilings"] = ceilings(targets, options, results["public"]["image"]["presenced"])
     finally:
         targets.stop()
         shutil.rmtree(work, ignore_errors=True)
