@@ -14,8 +14,9 @@ Workloads, each in a fresh process with presenced's real service:
                                       1,000 users online)
     http:bare                         the same against a bare twisted.web
                                       leaf returning the PNG
-    ingest                            presence stanzas through the real
-                                      component stream, handlers and model
+    ingest                            the recorded Prosody stream (see
+                                      scale.py) through the real component
+                                      stream, handlers and model
 
 Each workload runs at two sizes under callgrind; the difference divided by
 the difference in operations is the cost of one, start-up excluded.
@@ -78,7 +79,11 @@ def runIngest(users: int) -> None:
 
 
 def operations(workload: str, size: int) -> int:
-    return size if workload.startswith("http") else size + 2 * len(range(0, size, 4))
+    if workload.startswith("http"):
+        return size
+    import scale
+
+    return scale.recordedStream(size)[1]
 
 
 def count(workload: str, size: int) -> int:

@@ -6,9 +6,12 @@ Scale measurements of presenced's presence path, each in a fresh process:
     python bench/scale.py memory N         RSS per tracked online user
     python bench/scale.py serve N PORT     serve HTTP with N users tracked
 
-The stanzas have the shape Prosody forwards to the component (caps, delay,
-show, status, priority, xml:lang), for users of one domain; a quarter of
-the users also send an unavailable and come back, as clients do.
+Ingestion replays the stream a real Prosody sent a component
+(C{bench/recorded/prosody.json}, made by C{bench/record.py}), repeated
+with renamed users until it covers N users.  Memory and HTTP need exactly
+N users online: their stanzas have the shape Prosody forwards (caps,
+delay, show, status, priority, C{xml:lang}), one to three resources per
+user.
 """
 
 from __future__ import annotations
@@ -16,9 +19,11 @@ from __future__ import annotations
 import gc
 import json
 import os
+import re
 import resource
 import sys
 import time
+from pathlib import Path
 
 from twisted.internet.testing import StringTransport
 
@@ -67,6 +72,30 @@ def stream(users: int, churn: bool) -> list[bytes]:
         for n in range(0, users, 4):
             parts.append(unavailable(n))
             parts.append(available(n))
+    return chunked(parts)
+
+
+RECORDING = Path(__file__).resolve().parent / "recorded" / "prosody.json"
+_SENDER = re.compile(r"""from=(['"])([^@'"]+)@""")
+
+
+def recordedStream(users: int) -> tuple[list[bytes], int, int]:
+    """
+    The recorded stream, repeated with renamed users to cover C{users}
+    users, in chunks as they would come off a socket; with its number of
+    stanzas and the users online at its end.
+    """
+    recording = json.loads(RECORDING.read_text())
+    assert (recording["domain"], recording["component"]) == (DOMAIN, COMPONENT)
+    copies = -(-users // recording["users"])
+    parts = [
+        _SENDER.sub(lambda m: f"from={m[1]}{m[2]}-{copy}@", stanza)
+        for copy in range(copies) for stanza in recording["stanzas"]
+    ]
+    return chunked(parts), len(parts), copies * recording["online_at_end"]
+
+
+def chunked(parts: list[str]) -> list[bytes]:
     chunks, chunk, size = [], [], 0
     for part in parts:
         chunk.append(part)
@@ -97,15 +126,14 @@ def rss() -> int:
 
 
 def ingest(users: int) -> dict:
-    chunks = stream(users, churn=True)
-    stanzas = users + 2 * len(range(0, users, 4))
+    chunks, stanzas, online = recordedStream(users)
     service, xs = connectedService()
     started = time.perf_counter()
     for chunk in chunks:
         xs.dataReceived(chunk)
     seconds = time.perf_counter() - started
-    assert service.tracker.onlineCount() == users
-    return {"stanzas": stanzas, "seconds": seconds, "stanzas_per_second": stanzas / seconds}
+    assert service.tracker.onlineCount() == online, (service.tracker.onlineCount(), online)
+    return {"stanzas": stanzas, "online_users": online, "seconds": seconds, "stanzas_per_second": stanzas / seconds}
 
 
 def memory(users: int) -> dict:

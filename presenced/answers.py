@@ -2,8 +2,8 @@
 Presence answers: image, text and XML bodies, with their headers.
 
 Whatever can be is prepared once: the headers of each kind of answer, the
-icons, the XML of a stanza (by the model, when the presence arrives) and
-of the offline and forbidden presences of recently asked users.
+icons, the XML of a stanza (by the XMPP side, when the presence arrives)
+and that of the offline and forbidden presences of recently asked users.
 """
 
 from __future__ import annotations
