@@ -315,19 +315,24 @@ def scale(options) -> dict:
         out = subprocess.run([sys.executable, script, *args], env=env, capture_output=True, text=True, check=True)
         return json.loads(out.stdout)
 
-    result = {"ingest": measure("ingest", str(options.ingest_users)), "memory": {}, "http_by_users": {}}
+    result = {"ingest": median([measure("ingest", str(options.ingest_users)) for _ in range(options.rounds)]),
+              "memory": {}}
     for users in options.memory_users:
         result["memory"][str(users)] = measure("memory", str(users))
-    for users in (options.http_users_small, options.http_users_large):
-        port = freePort()
-        server = subprocess.Popen([sys.executable, script, "serve", str(users), str(port)], env=env,
-                                  stdout=subprocess.PIPE, text=True)
-        try:
+    servers = {}
+    try:
+        for users in (options.http_users_small, options.http_users_large):
+            port = freePort()
+            server = subprocess.Popen([sys.executable, script, "serve", str(users), str(port)], env=env,
+                                      stdout=subprocess.PIPE, text=True)
+            servers[str(users)] = (f"http://127.0.0.1:{port}/plugins/presence/status?jid=user{users // 2}@example.test",
+                                   server)
             if server.stdout.readline().strip() != "ready":
                 raise RuntimeError("scale server did not start")
-            url = f"http://127.0.0.1:{port}/plugins/presence/status?jid=user{users // 2}@example.test"
-            result["http_by_users"][str(users)] = median([wrk(url, server.pid, options) for _ in range(options.rounds)])
-        finally:
+        result["http_by_users"] = alternating(options, {users: (url, server.pid)
+                                                        for users, (url, server) in servers.items()})
+    finally:
+        for _, server in servers.values():
             server.terminate()
             server.wait(30)
     small, large = (result["http_by_users"][str(n)]["requests_per_second"]
