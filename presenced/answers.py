@@ -101,7 +101,7 @@ class AnswerRenderer:
         return Body(XML, _unavailable(user, shown.status))
 
 
-@lru_cache(maxsize=4096)
+@lru_cache(maxsize=1024)
 def _unavailable(user: str, status: str | None) -> bytes:
     presence = domish.Element((None, "presence"))
     presence["type"] = "unavailable"
@@ -111,7 +111,7 @@ def _unavailable(user: str, status: str | None) -> bytes:
     return presence.toXml().encode("utf-8")
 
 
-@lru_cache(maxsize=4096)
+@lru_cache(maxsize=1024)
 def _forbidden(user: str, requester: str | None) -> bytes:
     presence = domish.Element((None, "presence"))
     presence["type"] = "error"

@@ -11,6 +11,7 @@ is in L{presenced.xmppclient}.
 from __future__ import annotations
 
 import itertools
+import re
 from typing import Callable
 
 import presenced.wokkel_compat  # noqa: F401  (must precede wokkel)
@@ -66,64 +67,95 @@ def _serverStampedSender(text: str | None, domains: frozenset[str]) -> tuple[str
     return bare, resource or None
 
 
-def _standalone(element: domish.Element) -> bytes:
+def _standalone(stanza: domish.Element) -> bytes:
     """
-    Serialise a received stanza on its own, as UTF-8, as a client sees it:
-    the stanza's namespace is left implicit (where it has to be declared
-    further in, it is C{jabber:client}).
+    Serialise a received stanza on its own, as UTF-8, as a client sees it,
+    with its namespace left implicit: the stanza's elements, wherever they
+    are, are written in no namespace, as the stanza itself is.  Elements
+    the sender put in no namespace, which RFC 6120 does not allow, are
+    left out, so that they cannot pass for the stanza's own.
 
     Unlike domish's serializer, which writes namespace names as they are,
-    every value is escaped, so that a hostile stanza cannot change the
-    structure of the XML answer.  Elements are written in the default
-    namespace form; the prefixes a child declared are declared again, and
-    namespaced attributes get prefixes of their own (C{xml:} stays).
+    every value is escaped (whitespace in attributes too, so that it reads
+    back the same), so a hostile stanza cannot change the structure of the
+    XML answer; and the tree is walked without recursion, however deep.
+    Elements are written in the default namespace form; the prefixes an
+    element declared are declared again (the stanza's namespace as
+    C{jabber:client}), and namespaced attributes get prefixes of their own
+    where they have none (C{xml:} stays).
     """
+    own = stanza.uri
     out: list[str] = []
-    _serialize(element, element.uri, {element.uri: NS_CLIENT}, out)
+    pending: list[str | tuple[domish.Element, str]] = [(stanza, "")]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, str):
+            out.append(item)
+            continue
+        element, inScope = item
+        uri = inScope if element.uri is None else "" if element.uri == own else element.uri
+        name = element.name
+        out.append(f"<{name}" if uri == inScope else f"<{name} xmlns='{_escapeAttribute(uri)}'")
+        declared = None
+        if element.localPrefixes:
+            declared = {}
+            for prefix, namespace in element.localPrefixes.items():
+                declared[prefix] = namespace = NS_CLIENT if namespace == own else namespace
+                out.append(f" xmlns:{prefix}='{_escapeAttribute(namespace)}'")
+        for attribute, value in element.attributes.items():
+            if isinstance(attribute, tuple):
+                if declared is None:
+                    declared = {}
+                attribute = _prefixed(attribute, own, declared, out)
+            out.append(f" {attribute}='{_escapeAttribute(value)}'")
+        if not element.children:
+            out.append("/>")
+            continue
+        out.append(">")
+        pending.append(f"</{name}>")
+        for child in reversed(element.children):
+            if not isinstance(child, domish.Element):
+                pending.append(_escapeText(child))
+            elif child.uri or not own:
+                pending.append((child, uri))
     return "".join(out).encode("utf-8")
 
 
-def _serialize(element: domish.Element, inScope: str | None, renamed: dict[str, str], out: list[str]) -> None:
-    escape = domish.escapeToXml
-    name = element.name
-    uri = inScope if element.uri is None else element.uri
-    out.append(f"<{name}" if uri == inScope else f"<{name} xmlns='{escape(renamed.get(uri, uri), 1)}'")
-    for prefix, namespace in element.localPrefixes.items():
-        out.append(f" xmlns:{prefix}='{escape(namespace, 1)}'")
-    declared = None
-    for attribute, value in element.attributes.items():
-        if isinstance(attribute, tuple):
-            if declared is None:
-                declared = dict(element.localPrefixes)
-            attribute = _prefixed(attribute, declared, out)
-        out.append(f" {attribute}='{escape(value, 1)}'")
-    if not element.children:
-        out.append("/>")
-        return
-    out.append(">")
-    for child in element.children:
-        if isinstance(child, domish.Element):
-            _serialize(child, uri, renamed, out)
-        else:
-            out.append(escape(child))
-    out.append(f"</{name}>")
+_TEXT_SPECIALS = re.compile("[&<>\r]")
+_ATTRIBUTE_SPECIALS = re.compile("[&<>\r'\"\t\n]")
 
 
-def _prefixed(name: tuple[str, str], declared: dict[str, str], out: list[str]) -> str:
+def _escapeText(text: str) -> str:
+    if not _TEXT_SPECIALS.search(text):
+        return text
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace("\r", "&#13;")
+
+
+def _escapeAttribute(value: str) -> str:
+    if not _ATTRIBUTE_SPECIALS.search(value):
+        return value
+    return (_escapeText(value).replace("'", "&apos;").replace('"', "&quot;")
+            .replace("\t", "&#9;").replace("\n", "&#10;"))
+
+
+def _prefixed(name: tuple[str, str], own: str, declared: dict[str, str], out: list[str]) -> str:
     """
     The prefixed name of a namespaced attribute: with the prefix that
     C{declared} (prefix to namespace, on this element) has for its
     namespace, or a new one, declared in C{out} and added to C{declared}.
+    The stanza's own namespace C{own} is written as C{jabber:client}.
     """
     namespace, local = name
     if namespace == NS_XML:
         return "xml:" + local
+    if namespace == own:
+        namespace = NS_CLIENT
     for prefix, known in declared.items():
         if known == namespace:
             return prefix + ":" + local
     prefix = next(p for p in (f"ns{n}" for n in itertools.count()) if p not in declared)
     declared[prefix] = namespace
-    out.append(f" xmlns:{prefix}='{domish.escapeToXml(namespace, 1)}'")
+    out.append(f" xmlns:{prefix}='{_escapeAttribute(namespace)}'")
     return f"{prefix}:{local}"
 
 

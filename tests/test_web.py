@@ -228,6 +228,21 @@ def test_privateSubscriberMaySee(private):
     assert connection.response().body == IMAGES[State.CHAT].data
 
 
+def test_headWaitsForTheRosterAndSendsNoBody(private):
+    """
+    A HEAD request that needs the roster is answered once it arrives, with
+    the GET answer's length and no body.
+    """
+    private.online("alice@example.test", state=State.CHAT)
+    connection = Connection(private.site)
+    connection.send("HEAD", f"{STATUS}?jid=alice@example.test&req_jid=bob@example.test")
+    assert connection.transport.value() == b""
+    private.fetches["alice@example.test"].callback(frozenset({"bob@example.test"}))
+    head, _, rest = connection.transport.value().partition(b"\r\n\r\n")
+    assert rest == b""
+    assert f"Content-Length: {len(IMAGES[State.CHAT].data)}".encode() in head.split(b"\r\n")
+
+
 def test_forbiddenLooksTheSameWhateverTheReason(private):
     """
     Not subscribed, unknown user, other domain, failed roster: the same

@@ -100,25 +100,67 @@ def _tree(element: ElementTree.Element) -> tuple:
             [_tree(child) for child in element])
 
 
+def _asClientSees(element: ElementTree.Element) -> ElementTree.Element:
+    """
+    A received stanza as the XML answer should mean it: the stanza's
+    namespace as no namespace, in attributes as jabber:client, and without
+    the elements the sender put in no namespace.
+    """
+    own = "{jabber:component:accept}"
+    element.tag = element.tag.removeprefix(own)
+    element.attrib = {name.replace(own, "{jabber:client}"): value for name, value in element.attrib.items()}
+    kept, text = [], element.text or ""
+    for child in list(element):
+        element.remove(child)
+        if child.tag.startswith("{"):
+            kept.append(_asClientSees(child))
+        elif child.tail and kept:
+            kept[-1].tail = (kept[-1].tail or "") + child.tail
+        elif child.tail:
+            text += child.tail
+    element.text = text or None
+    element.extend(kept)
+    return element
+
+
 @pytest.mark.parametrize("children", [
     "<c xmlns=\"x&apos;&gt;&lt;b\"/>",
     "<c xmlns=\"urn:a\"><d xmlns=\"x&apos; evil=&apos;1\">text</d></c>",
     "<x:y xmlns:x=\"p&apos;q\" x:at=\"v&apos;&quot;&lt;\"/>",
     "<c xmlns='urn:c' xmlns:ns0='urn:a' xmlns:foo='urn:b' ns0:a='1' foo:b='2' xmlns:bar='urn:d' bar:c='3'/>",
     "<p:d xmlns:p='urn:p' xmlns:q='urn:q'><e q:x='1' p:y='2'/></p:d>",
-    "<status xml:lang='en'>&lt;/status&gt;&amp;&apos;&quot;</status><empty xmlns=''><inner/></empty>",
+    "<status xml:lang='en'>&lt;/status&gt;&amp;&apos;&quot;</status><e xmlns='urn:e' xmlns:s='jabber:component:accept'"
+    " s:a='1'><status>deep</status></e>",
+    "<status xmlns=''>fake</status>before<status>real</status><x xmlns='urn:x'><y xmlns=''/>after</x>",
+    "<c xmlns='urn:c' a='tab&#9;newline&#10;return&#13;end'>text&#13;with&#10;breaks</c>",
 ])
 def test_stanzaSerialisedFaithfully(link, children):
     """
-    The kept stanza means exactly what was received, whatever the names,
-    namespaces and values in it: a hostile namespace cannot add markup.
+    The kept stanza, read on its own, means exactly what was received,
+    whatever the names, namespaces and values in it: a hostile stanza
+    cannot add markup, and elements in no namespace, which XMPP does not
+    allow, are left out so that they cannot pass for the stanza's own.
     """
     link.receive(f"<presence from='alice@{DOMAIN}/x' to='{COMPONENT}'>{children}</presence>")
-    kept = link.tracker.shown(f"alice@{DOMAIN}").stanza.decode()
-    asClientSees = f"<presence from='alice@{DOMAIN}/x'>{children}</presence>"
-    inClientStream = "<stream xmlns='jabber:client'>{}</stream>"
-    assert _tree(ElementTree.fromstring(inClientStream.format(kept))) == \
-        _tree(ElementTree.fromstring(inClientStream.format(asClientSees)))
+    kept = ElementTree.fromstring(link.tracker.shown(f"alice@{DOMAIN}").stanza)
+    received = ElementTree.fromstring(
+        f"<stream xmlns='jabber:component:accept'><presence from='alice@{DOMAIN}/x'>{children}</presence></stream>")[0]
+    assert _tree(kept) == _tree(_asClientSees(received))
+
+
+def test_deepStanzaKept(link):
+    """
+    However deeply a stanza's elements nest, it is kept, and the kept XML
+    is whole.
+    """
+    depth = 5000
+    link.receive(f"<presence from='alice@{DOMAIN}/x'><status>Deep</status><d xmlns='urn:d'>"
+                 + "<d>" * depth + "</d>" * depth + "</d></presence>")
+    stanza = link.tracker.shown(f"alice@{DOMAIN}").stanza
+    element, levels = ElementTree.fromstring(stanza).find("{urn:d}d"), 0
+    while len(element):
+        element, levels = element[0], levels + 1
+    assert levels == depth
 
 
 def test_priorityDecidesBetweenResources(link):
