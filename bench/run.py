@@ -242,12 +242,14 @@ def check(t: Targets, kind: str, ours: str, theirs: str) -> None:
 def alternating(options, targets: dict[str, tuple[str, int]]) -> dict[str, dict]:
     """
     Load each of C{targets} (name to URL and server pid) once a round, the
-    order reversed every other round; the median of the rounds for each.
+    order rotated every round (A B C, B C A, ...); the median of the rounds
+    for each figure.
     """
     runs = {name: [] for name in targets}
+    order = list(targets.items())
     for round in range(options.rounds):
-        order = list(targets.items())
-        for name, (url, pid) in order if round % 2 == 0 else reversed(order):
+        shift = round % len(order)
+        for name, (url, pid) in order[shift:] + order[:shift]:
             runs[name].append(wrk(url, pid, options))
     return {name: median(r) for name, r in runs.items()}
 
@@ -392,6 +394,8 @@ def main() -> None:
     parser.add_argument("--verbose", action="store_true", help="show every wrk report")
     parser.add_argument("--output", type=Path, default=HERE / "results" / "latest.json")
     options = parser.parse_args()
+    if options.http_users_small >= options.http_users_large:
+        parser.error("--http-users-small must be less than --http-users-large")
 
     work = Path(tempfile.mkdtemp(prefix="presenced-bench-"))
     work.chmod(0o755)  # nginx's worker runs as an unprivileged account

@@ -10,8 +10,7 @@ Ingestion replays the stream a real Prosody sent a component
 (C{bench/recorded/prosody.json}, made by C{bench/record.py}), repeated
 with renamed users until it covers N users.  Memory and HTTP need exactly
 N users online: their stanzas have the shape Prosody forwards (caps,
-delay, show, status, priority, C{xml:lang}), one to three resources per
-user.
+delay, show, status, priority, C{xml:lang}), one resource per user.
 """
 
 from __future__ import annotations
