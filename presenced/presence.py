@@ -48,9 +48,10 @@ def stateFromShow(show: str | None) -> State:
 
     A missing or unknown C{<show/>} means plain available (RFC 6121, 4.7.2.1).
     """
-    if show in ("chat", "away", "xa", "dnd"):
-        return State(show)
-    return State.AVAILABLE
+    return _SHOW_STATES.get(show, State.AVAILABLE)
+
+
+_SHOW_STATES = {state.value: state for state in (State.CHAT, State.AWAY, State.XA, State.DND)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,6 +119,9 @@ class PresenceTracker:
         if current is None:
             self._online[user] = (presence,)
             self._offline.pop(user, None)
+            return
+        if len(current) == 1 and current[0].resource == presence.resource:
+            self._online[user] = (presence,)
             return
         others = [p for p in current if p.resource != presence.resource]
         others.append(presence)

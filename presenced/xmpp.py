@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import itertools
 import re
-from typing import Callable
+from typing import Callable, Iterator
 
 import presenced.wokkel_compat  # noqa: F401  (must precede wokkel)
 
@@ -86,38 +86,47 @@ def _standalone(stanza: domish.Element) -> bytes:
     """
     own = stanza.uri
     out: list[str] = []
-    pending: list[str | tuple[domish.Element, str]] = [(stanza, "")]
-    while pending:
-        item = pending.pop()
-        if isinstance(item, str):
-            out.append(item)
-            continue
-        element, inScope = item
-        uri = inScope if element.uri is None else "" if element.uri == own else element.uri
-        name = element.name
-        out.append(f"<{name}" if uri == inScope else f"<{name} xmlns='{_escapeAttribute(uri)}'")
-        declared = None
-        if element.localPrefixes:
-            declared = {}
-            for prefix, namespace in element.localPrefixes.items():
-                declared[prefix] = namespace = NS_CLIENT if namespace == own else namespace
-                out.append(f" xmlns:{prefix}='{_escapeAttribute(namespace)}'")
-        for attribute, value in element.attributes.items():
-            if isinstance(attribute, tuple):
-                if declared is None:
-                    declared = {}
-                attribute = _prefixed(attribute, own, declared, out)
-            out.append(f" {attribute}='{_escapeAttribute(value)}'")
-        if not element.children:
-            out.append("/>")
-            continue
-        out.append(">")
-        pending.append(f"</{name}>")
-        for child in reversed(element.children):
-            if not isinstance(child, domish.Element):
-                pending.append(_escapeText(child))
-            elif child.uri or not own:
-                pending.append((child, uri))
+    attributeSpecial, textSpecial = _ATTRIBUTE_SPECIALS.search, _TEXT_SPECIALS.search
+    # Per open element: its children still to write, its end tag, and the
+    # namespace it puts in scope.
+    unfinished: list[tuple[Iterator, str, str]] = [(iter((stanza,)), "", "")]
+    while unfinished:
+        children, end, inScope = unfinished[-1]
+        for child in children:
+            if isinstance(child, str):
+                out.append(_escapeText(child) if textSpecial(child) else child)
+                continue
+            uri = child.uri
+            if not uri and own:
+                continue
+            uri = inScope if uri is None else "" if uri == own else uri
+            name = child.name
+            out.append("<" + name if uri == inScope else f"<{name} xmlns='{_escapeAttribute(uri)}'")
+            declared = None
+            if child.localPrefixes:
+                declared = {}
+                for prefix, namespace in child.localPrefixes.items():
+                    declared[prefix] = namespace = NS_CLIENT if namespace == own else namespace
+                    out.append(f" xmlns:{prefix}='{_escapeAttribute(namespace)}'")
+            for attribute, value in child.attributes.items():
+                if attribute.__class__ is tuple:
+                    if declared is None:
+                        declared = {}
+                    attribute = _prefixed(attribute, own, declared, out)
+                out.append(f" {attribute}='{_escapeAttribute(value) if attributeSpecial(value) else value}'")
+            content = child.children
+            if not content:
+                out.append("/>")
+            elif len(content) == 1 and content[0].__class__ is str:
+                text = content[0]
+                out.append(f">{_escapeText(text) if textSpecial(text) else text}</{name}>")
+            else:
+                out.append(">")
+                unfinished.append((iter(content), f"</{name}>", uri))
+                break
+        else:
+            unfinished.pop()
+            out.append(end)
     return "".join(out).encode("utf-8")
 
 

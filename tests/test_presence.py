@@ -70,6 +70,10 @@ def test_updateReplacesResource():
     tracker.available("a@example.test", presence(State.CHAT, resource="r"))
     tracker.available("a@example.test", presence(State.DND, resource="r"))
     assert tracker.shown("a@example.test").state is State.DND
+    tracker.available("a@example.test", presence(State.AWAY, resource="s"))
+    tracker.available("a@example.test", presence(State.XA, resource="s"))
+    assert tracker.shown("a@example.test").state is State.XA
+    assert len(tracker.onlineResources()) == 2
 
 
 def test_otherResourceShownAfterOneLeaves():

@@ -2,6 +2,9 @@
 Tests for L{presenced.streamparser}: the XML parser of presenced's streams.
 """
 
+import gc
+import weakref
+
 import pytest
 from twisted.words.xish import domish
 
@@ -24,6 +27,7 @@ def parse(stream, xml: str) -> list[domish.Element]:
 
 def describe(element: domish.Element) -> tuple:
     return (element.uri, element.name, element.defaultUri, element.attributes, element.localPrefixes,
+            element.parent and element.parent.name,
             [describe(c) if isinstance(c, domish.Element) else c for c in element.children])
 
 
@@ -35,7 +39,8 @@ def test_sameElementsAsDomish():
     xml = (
         STREAM + "<presence from='a@example.test/r' xml:lang='en'><show>away</show>"
         "<status xml:lang='de'>Weg &amp; da</status><p:x xmlns:p='urn:p' p:a='1' b='2'><y/></p:x>"
-        "<c xmlns='http://jabber.org/protocol/caps' ver='v'/></presence><message><body>hi</body></message>"
+        "<c xmlns='http://jabber.org/protocol/caps' ver='v'/></presence><message><body>hi\n&lt;there&gt;\n</body>"
+        "</message>"
     )
     ours = parse(NamespaceSafeElementStream(), xml)
     theirs = parse(domish.ExpatElementStream(), xml)
@@ -66,3 +71,37 @@ def test_elementCountLimit():
     parse(stream, STREAM + "<presence><a/><b/></presence>")
     with pytest.raises(domish.ParserError):
         parse(stream, "<presence><a/><b/><c/></presence>")
+
+
+def test_parentsAreKnownWithoutCycles():
+    """
+    Each received element knows its parent, but a stanza is no reference
+    cycle: it is freed as soon as nothing holds it, with the cyclic garbage
+    collector off.
+    """
+    stream = NamespaceSafeElementStream()
+    held = []
+    stream.DocumentStartEvent = lambda root: None
+    stream.ElementEvent = lambda stanza: held.append((weakref.ref(stanza), stanza.show.parent is stanza))
+    gc.disable()
+    try:
+        stream.parse((STREAM + "<presence><show>away</show><x><y/></x></presence>").encode())
+        [(stanza, parentKnown)] = held
+        assert parentKnown
+        assert stanza() is None
+    finally:
+        gc.enable()
+
+
+def test_nestedElementsEndInPlace():
+    """
+    Elements close back to their own parent, so that siblings after a
+    nested element are children of the right element, and the next stanza
+    starts afresh.
+    """
+    [first, second] = parse(NamespaceSafeElementStream(),
+                            STREAM + "<presence><a><b><c/></b>t</a><d/></presence><iq><e/></iq>")
+    assert [c.name for c in first.elements()] == ["a", "d"]
+    assert first.a.children[1] == "t"
+    assert first.a.b.c.parent.parent.parent.name == "presence"
+    assert [c.name for c in second.elements()] == ["e"]
