@@ -19,7 +19,7 @@ from typing import IO, Callable, Mapping, NamedTuple
 import hyperlink
 from twisted.internet import address, task
 from twisted.internet.interfaces import IReactorTime
-from twisted.web import http, pages, resource, server
+from twisted.web import pages, resource, server
 from twisted.words.protocols.jabber.jid import InvalidFormat, JID
 
 from presenced.access import ViewPolicy
@@ -338,7 +338,7 @@ class ClientAddressFormatter:
 
     def __call__(self, timestamp: str, request: server.Request) -> str:
         client = self.forwardedClient(request) if self.trusted else None
-        return http.combinedLogFormatter(timestamp, request if client is None else _Forwarded(request, client))
+        return combinedLogLine(timestamp, request, request.getClientAddress() if client is None else client)
 
     def _isTrusted(self, address: IPv4Address | IPv6Address) -> bool:
         return any(address in network for network in self.trusted)
@@ -371,20 +371,43 @@ class ClientAddressFormatter:
         return kind("TCP", str(client), 0)
 
 
-class _Forwarded:
+def combinedLogLine(timestamp: str, request: server.Request, client) -> str:
     """
-    A request as logged: the same, but from the forwarded client.
+    The access log line of C{request} from C{client} in the combined log
+    format, the same as twisted.web's C{combinedLogFormatter} writes: each
+    field escaped as in a double-quoted Python bytes literal.  Short fields,
+    which repeat from request to request (method, URI, referrer, user
+    agent), are escaped once and remembered.
     """
+    host = client.host if isinstance(client, (address.IPv4Address, address.IPv6Address)) else "-"
+    referrer = request.getHeader(b"referer") or b"-"
+    agent = request.getHeader(b"user-agent") or b"-"
+    return (
+        f'"{_logField(host)}" - - {timestamp} '
+        f'"{_logField(request.method)} {_logField(request.uri)} {_logField(request.clientproto)}" '
+        f'{request.code:d} {request.sentLength or "-"} "{_logField(referrer)}" "{_logField(agent)}"'
+    )
 
-    def __init__(self, request: server.Request, client) -> None:
-        self._request = request
-        self._client = client
 
-    def getClientAddress(self):
-        return self._client
+#: Longest log field that is remembered once escaped.
+_REMEMBERED_FIELD = 512
 
-    def __getattr__(self, name: str):
-        return getattr(self._request, name)
+
+def _logField(value: bytes | str) -> str:
+    if len(value) > _REMEMBERED_FIELD:
+        return _escapeLogField(value)
+    return _rememberedLogField(value)
+
+
+def _escapeLogField(value: bytes | str) -> str:
+    literal = repr(value.encode("ascii") if isinstance(value, str) else value)
+    inside = literal[2:-1]
+    if literal[1] == "'":
+        return inside.replace('"', '\\"').replace("\\'", "'")
+    return inside
+
+
+_rememberedLogField = lru_cache(maxsize=4096)(_escapeLogField)
 
 
 class PresenceSite(server.Site):

@@ -7,14 +7,16 @@ import json
 from urllib.parse import quote
 
 import pytest
-from twisted.internet import defer, task
+from twisted.internet import address, defer, task
 from twisted.logger import capturedLogs
+from twisted.web import http
 
 from presenced.access import AccessPolicy, RosterCache
 from presenced.answers import AnswerRenderer, loadImages
 from presenced.config import DEFAULT_LABELS, defaultImageDirectory
 from presenced.presence import PresenceTracker, ResourcePresence, State
-from presenced.web import AccessLog, BadRequest, HealthResource, StatusResource, buildSite, parseQuery
+from presenced.web import (AccessLog, BadRequest, HealthResource, StatusResource, buildSite, combinedLogLine,
+                           parseQuery)
 
 from webhelpers import Connection, request
 
@@ -569,3 +571,37 @@ def test_accessLogMalformedForwardedFor(public):
     A malformed X-Forwarded-For from a trusted proxy logs the proxy.
     """
     assert logLine(public, "10.0.0.5", "<script>", trusted=["10.0.0.5"]).startswith('"10.0.0.5" ')
+
+
+class LoggedRequest:
+    """
+    What an access log formatter reads of a request.
+    """
+
+    def __init__(self, method, uri, headers, code=200, sentLength=11, clientproto=b"HTTP/1.1"):
+        self.method, self.uri, self.code, self.sentLength, self.clientproto = method, uri, code, sentLength, clientproto
+        self._headers = headers
+
+    def getHeader(self, name):
+        return self._headers.get(name)
+
+    def getClientAddress(self):
+        return address.IPv6Address("TCP", "2001:db8::1", 4000)
+
+
+@pytest.mark.parametrize("method, uri, headers, sentLength", [
+    (b"GET", b"/plugins/presence/status?jid=a@example.test", {}, 0),
+    (b"GET", b"/s?q=\"quoted\"&b='single'", {b"user-agent": b"agent \"x\" 'y' \\z"}, 11),
+    (b"POST", b"/\xff\x00\t\r\n\x7f", {b"referer": b"https://r.example/'", b"user-agent": b"\xc3\xa9t\xc3\xa9"}, 99),
+    (b"GET", b"/" + b"x\"" * 600, {b"user-agent": b"'" * 700}, 5),
+])
+def test_accessLogLineAsTwisted(method, uri, headers, sentLength):
+    """
+    presenced's access log lines are the same as twisted.web's combined log
+    format lines, whatever bytes the request holds, and however often the
+    same fields come again.
+    """
+    request = LoggedRequest(method, uri, headers, sentLength=sentLength)
+    expected = http.combinedLogFormatter("[02/Dec/2026:15:00:00 +0000]", request)
+    for _ in range(2):
+        assert combinedLogLine("[02/Dec/2026:15:00:00 +0000]", request, request.getClientAddress()) == expected
