@@ -12,6 +12,10 @@ Workloads, each in a fresh process with presenced's real service:
                                       site's HTTP channel, over an
                                       in-memory transport (public mode,
                                       1,000 users online)
+    http:image-logged                 the image GET with the access log
+                                      on (written to /dev/null through
+                                      the usual file buffer), with a
+                                      browser's User-Agent and a Referer
     http:bare                         the same against a bare twisted.web
                                       leaf returning the PNG
     ingest                            the recorded Prosody stream (see
@@ -37,7 +41,7 @@ ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(HERE))
 
-WORKLOADS = ("http:bare", "http:image", "http:text", "http:xml", "ingest")
+WORKLOADS = ("http:bare", "http:image", "http:text", "http:xml", "http:image-logged", "ingest")
 SIZES = {"http": (500, 2500), "ingest": (1000, 3000)}
 
 
@@ -61,8 +65,18 @@ def runHTTP(kind: str, requests: int) -> None:
         target = b"/"
     else:
         site = service.site
-        target = b"/plugins/presence/status?jid=user1@example.test&type=" + kind.encode()
-    request = b"GET " + target + b" HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+        target = b"/plugins/presence/status?jid=user1@example.test&type=" + kind.partition("-")[0].encode()
+    headers = b"Host: 127.0.0.1\r\n"
+    if kind.endswith("-logged"):
+        from twisted.internet import reactor
+
+        from presenced.web import AccessLog
+
+        site.setAccessLog(AccessLog(os.devnull, reactor))
+        site.startFactory()
+        headers += (b"User-Agent: Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0\r\n"
+                    b"Referer: https://blog.example/about\r\n")
+    request = b"GET " + target + b" HTTP/1.1\r\n" + headers + b"\r\n"
     transport = StringTransport(peerAddress=IPv4Address("TCP", "127.0.0.1", 40000))
     channel = site.buildProtocol(None)
     channel.makeConnection(transport)
@@ -126,7 +140,7 @@ def main(arguments: list[str]) -> None:
             work -= count("ingest-build", large) - count("ingest-build", small)
         perOperation = work / (operations(workload, large) - operations(workload, small))
         unit = "request" if workload.startswith("http") else "stanza"
-        print(f"{workload:<12} {perOperation:>10,.0f} instructions per {unit}", flush=True)
+        print(f"{workload:<18} {perOperation:>10,.0f} instructions per {unit}", flush=True)
 
 
 if __name__ == "__main__":
