@@ -83,7 +83,10 @@ class NamespaceSafeElementStream(domish.ExpatElementStream):
             for key in [key for key in attrs if SEPARATOR in key]:
                 namespace, _, attribute = key.rpartition(SEPARATOR)
                 attrs[(namespace, attribute)] = attrs.pop(key)
-        element = ReceivedElement(uri, local, self.defaultNsStack[-1], attrs, self.localPrefixes)
+        defaultUri = self.defaultNsStack[-1]
+        if defaultUri is None and uri not in self.localPrefixes.values():
+            defaultUri = uri
+        element = ReceivedElement(uri, local, defaultUri, attrs, self.localPrefixes)
         self.localPrefixes = {}
         if not self.documentStarted:
             self.documentStarted = 1

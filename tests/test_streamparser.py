@@ -3,6 +3,7 @@ Tests for L{presenced.streamparser}: the XML parser of presenced's streams.
 """
 
 import gc
+import pyexpat
 import weakref
 
 import pytest
@@ -40,12 +41,12 @@ def test_sameElementsAsDomish():
         STREAM + "<presence from='a@example.test/r' xml:lang='en'><show>away</show>"
         "<status xml:lang='de'>Weg &amp; da</status><p:x xmlns:p='urn:p' p:a='1' b='2'><y/></p:x>"
         "<c xmlns='http://jabber.org/protocol/caps' ver='v'/></presence><message><body>hi\n&lt;there&gt;\n</body>"
-        "</message>"
+        "</message><iq><a xmlns='urn:x'><b xmlns=''><c/></b><p:d xmlns:p='urn:p' xmlns=''/></a></iq>"
     )
     ours = parse(NamespaceSafeElementStream(), xml)
     theirs = parse(domish.ExpatElementStream(), xml)
     assert [describe(e) for e in ours] == [describe(e) for e in theirs]
-    assert len(ours) == 2
+    assert len(ours) == 3
 
 
 def test_namespaceWithSpace():
@@ -105,3 +106,16 @@ def test_nestedElementsEndInPlace():
     assert first.a.children[1] == "t"
     assert first.a.b.c.parent.parent.parent.name == "presence"
     assert [c.name for c in second.elements()] == ["e"]
+
+
+def test_undeclaredDefaultNamespaceWritesBack():
+    """
+    An element that undeclares the default namespace (C{xmlns=''}), which a
+    sender may put in any stanza, is written back by domish as well-formed
+    XML, as when handlers copy received children into an error answer.
+    """
+    [iq] = parse(NamespaceSafeElementStream(),
+                 STREAM + "<iq><query xmlns='jabber:iq:roster'><item xmlns='' jid='a@b'/></query></iq>")
+    written = iq.query.toXml()
+    pyexpat.ParserCreate(namespace_separator=" ").Parse(written, True)
+    assert "xmlns=''" in written
