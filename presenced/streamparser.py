@@ -100,7 +100,6 @@ class NamespaceSafeElementStream(domish.ExpatElementStream):
             parent.children.append(element)
             element.parent = parent
         self._open.append(element)
-        self.currElem = element
 
     def _onEndElement(self, _: str) -> None:
         if not self._open:
@@ -108,17 +107,14 @@ class NamespaceSafeElementStream(domish.ExpatElementStream):
             return
         element = self._open.pop()
         if self._open:
-            self.currElem = self._open[-1]
             return
-        self.currElem = None
         self.elementCount = 0
         self.stanzaSize = 0
         self.ElementEvent(element)
 
     def _onCdata(self, data: str) -> None:
-        element = self.currElem
-        if element is not None:
-            children = element.children
+        if self._open:
+            children = self._open[-1].children
             if children and isinstance(children[-1], str):
                 children[-1] += data
             else:

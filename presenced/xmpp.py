@@ -86,7 +86,6 @@ def _standalone(stanza: domish.Element) -> bytes:
     """
     own = stanza.uri
     out: list[str] = []
-    attributeSpecial, textSpecial = _ATTRIBUTE_SPECIALS.search, _TEXT_SPECIALS.search
     # Per open element: its children still to write, its end tag, and the
     # namespace it puts in scope.
     unfinished: list[tuple[Iterator, str, str]] = [(iter((stanza,)), "", "")]
@@ -94,7 +93,7 @@ def _standalone(stanza: domish.Element) -> bytes:
         children, end, inScope = unfinished[-1]
         for child in children:
             if isinstance(child, str):
-                out.append(_escapeText(child) if textSpecial(child) else child)
+                out.append(_escapeText(child))
                 continue
             uri = child.uri
             if not uri and own:
@@ -113,13 +112,12 @@ def _standalone(stanza: domish.Element) -> bytes:
                     if declared is None:
                         declared = {}
                     attribute = _prefixed(attribute, own, declared, out)
-                out.append(f" {attribute}='{_escapeAttribute(value) if attributeSpecial(value) else value}'")
+                out.append(f" {attribute}='{_escapeAttribute(value)}'")
             content = child.children
             if not content:
                 out.append("/>")
             elif len(content) == 1 and content[0].__class__ is str:
-                text = content[0]
-                out.append(f">{_escapeText(text) if textSpecial(text) else text}</{name}>")
+                out.append(f">{_escapeText(content[0])}</{name}>")
             else:
                 out.append(">")
                 unfinished.append((iter(content), f"</{name}>", uri))
