@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Callable
 
 from twisted.internet.endpoints import serverFromString
-from twisted.words.protocols.jabber.jid import InvalidFormat, JID
 
 import presenced
+from presenced import jids
 from presenced.presence import State
 
 
@@ -210,14 +210,18 @@ def _text(raw: str) -> str:
     return raw
 
 
-def _domainJID(raw: str) -> str:
+def _parsedJID(raw: str) -> jids.JIDParts:
     try:
-        parsed = JID(raw)
-    except InvalidFormat as e:
+        return jids.parse(raw)
+    except jids.InvalidJID as e:
         raise ValueError(f"not a valid JID: {raw!r} ({e})") from None
-    if parsed.user is not None or parsed.resource is not None:
+
+
+def _domainJID(raw: str) -> str:
+    parsed = _parsedJID(raw)
+    if parsed.local is not None or parsed.resource is not None:
         raise ValueError(f"must be a bare domain, without user or resource: {raw!r}")
-    return parsed.host
+    return parsed.domain
 
 
 def _port(raw: str) -> int:
@@ -303,13 +307,10 @@ _CLIENT_ONLY = ("allow_domains", "tls", "ca_file")
 
 
 def _accountJID(raw: str) -> str:
-    try:
-        parsed = JID(raw)
-    except InvalidFormat as e:
-        raise ValueError(f"not a valid JID: {raw!r} ({e})") from None
-    if parsed.user is None:
+    parsed = _parsedJID(raw)
+    if parsed.local is None:
         raise ValueError(f"must be an account, user@domain: {raw!r}")
-    return parsed.full()
+    return parsed.full
 
 
 def _choice(*allowed: str) -> Callable[[str], str]:
@@ -360,7 +361,7 @@ def _xmppSettings(read: _Reader) -> XMPPSettings:
     if read.value("xmpp", "resource_check", str, None) is not None:
         read.problem("xmpp", "resource_check", "only used with mode = component")
     jid = read.value("xmpp", "jid", _accountJID)
-    accountDomain = JID(jid).host if jid else None
+    accountDomain = jids.split(jid).domain if jid else None
     if read.value("xmpp", "domain", str, None) is not None:
         read.problem("xmpp", "domain", "not used with mode = client; list the served domains in allow_domains")
     host = read.value("xmpp", "host", _text, None)

@@ -20,8 +20,8 @@ import hyperlink
 from twisted.internet import address, task
 from twisted.internet.interfaces import IReactorTime
 from twisted.web import pages, resource, server
-from twisted.words.protocols.jabber.jid import InvalidFormat, JID
 
+from presenced import jids
 from presenced.access import ViewPolicy
 from presenced.answers import JSON, NO_CACHE, TEXT, AnswerRenderer, Body
 from presenced.presence import PresenceTracker, Shown, State
@@ -63,10 +63,10 @@ def _bareJID(text: str) -> tuple[str, bool] | None:
     C{None} if C{text} is not a JID.  Cached: stringprep is costly.
     """
     try:
-        parsed = JID(text)
-    except InvalidFormat:
+        parsed = jids.parse(text)
+    except jids.InvalidJID:
         return None
-    return parsed.userhost(), parsed.user is not None
+    return parsed.bare, parsed.local is not None
 
 
 def _single(args: dict[bytes, list[bytes]], name: bytes, limit: int) -> str | None:

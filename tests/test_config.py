@@ -132,6 +132,18 @@ def test_componentJIDMustBeADomain():
     ]
 
 
+def test_domainWithAnEmptyLabel():
+    """
+    A domain with an empty label is refused like any other bad JID.
+    """
+    assert problems(MINIMAL.replace("domain = example.com", "domain = example..com")) == [
+        "test.ini [xmpp] domain: not a valid JID: 'example..com' (Empty label in hostname)"
+    ]
+    assert problems(CLIENT.replace("secret = password", "secret = password\nallow_domains = example.com a\u3002.b")) == [
+        "test.ini [xmpp] allow_domains: not a valid JID: 'a\u3002.b' (Empty label in hostname)"
+    ]
+
+
 def test_emptySecret():
     """
     An empty secret is refused.

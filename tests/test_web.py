@@ -409,6 +409,9 @@ def test_answersCarrySafetyHeaders(public):
     ("jid=" + "a" * 4000 + "@example.test", "jid is too long"),
     ("jid=a@example.test&jid=b@example.test", "jid is given more than once"),
     ("jid=a@example.test&req_jid=%40%40", "req_jid is not a valid JID"),
+    ("jid=a@.", "jid is not a valid JID"),
+    ("jid=a@example.test&req_jid=a..b", "req_jid is not a valid JID"),
+    ("jid=a@example.test&req_jid=%E2%80%8B", "req_jid is not a valid JID"),
     ("jid=a@example.test&type=html", "type must be image, text or xml"),
     ("jid=a@example.test&images=http://x.example/a.png", "images must contain --IMAGE--"),
     ("jid=a@example.test&images=ftp://x.example/--IMAGE--", "images must be an absolute http or https URL"),
@@ -426,6 +429,17 @@ def test_badRequests(public, query, reason):
     assert response.code == 400
     assert response.headers["content-type"] == "text/plain; charset=utf-8"
     assert response.body == (reason + "\n").encode()
+
+
+@pytest.mark.parametrize("query", ["jid=a@.", "jid=a@example.test&req_jid=a..b", "jid=%E2%80%8B@example..test"])
+def test_unpreparableJIDIsABadRequestThatLogsNothing(public, query):
+    """
+    A JID that stringprep cannot prepare (an empty domain label) is a bad
+    request like any other, and logs nothing.
+    """
+    with capturedLogs() as events:
+        response = public.get(query)
+    assert (response.code, events) == (400, [])
 
 
 def test_badRequestReadsNoRoster(private):
