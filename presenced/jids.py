@@ -3,16 +3,19 @@ JIDs read from text that anyone may have written: settings and requests.
 
 Twisted's parser reports a bad JID with L{InvalidFormat}, L{UnicodeError}
 or L{IndexError} (an empty domain label), depending on the input; here
-every failure is an L{InvalidJID}.  The parts are also prepared one by
-one, so that a caller can leave out those it does not need (stringprep is
-costly).
+every failure is an L{InvalidJID}.  Stringprep is costly, so each part is
+held to RFC 7622's limit of 1023 bytes before it is prepared, and a
+caller can leave out the parts it does not need.
 """
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Container, NamedTuple
 
 from twisted.words.protocols.jabber.xmpp_stringprep import nameprep, nodeprep, resourceprep
+#: The longest local part, domain or resource, in UTF-8 bytes (RFC 7622).
+MAX_PART = 1023
+
 
 class InvalidJID(ValueError):
     """
@@ -53,7 +56,7 @@ def split(text: str) -> JIDParts:
     the first C{/} starts the resource, an C{@} before it ends the local
     part.  Empty local parts and resources are left out.
 
-    @raise InvalidJID: when the domain is empty.
+    @raise InvalidJID: when the domain is empty or a part is too long.
     """
     bare, _, resource = text.partition("/")
     local, at, domain = bare.partition("@")
@@ -61,7 +64,18 @@ def split(text: str) -> JIDParts:
         local, domain = "", bare
     if not domain:
         raise InvalidJID("Server address required.")
-    return JIDParts(local or None, domain, resource or None)
+    parts = JIDParts(local or None, domain, resource or None)
+    for part, name in zip(parts, _PART_NAMES):
+        _checkLength(part, name)
+    return parts
+
+
+_PART_NAMES = ("username", "hostname", "resource")
+
+
+def _checkLength(part: str | None, name: str) -> None:
+    if part is not None and len(part.encode("utf-8", "surrogatepass")) > MAX_PART:
+        raise InvalidJID(f"The {name} is longer than {MAX_PART} bytes")
 
 
 def _prepare(profile, part: str, name: str) -> str:
@@ -73,6 +87,7 @@ def _prepare(profile, part: str, name: str) -> str:
         raise InvalidJID(f"Invalid character in {name}") from None
     if not prepared:
         raise InvalidJID(f"Empty {name}")
+    _checkLength(prepared, name)
     return prepared
 
 
@@ -115,3 +130,20 @@ def parse(text: str) -> JIDParts:
         prepareDomain(domain),
         None if resource is None else prepareResource(resource),
     )
+
+
+def parseBare(text: str, localOn: Container[str] | None = None) -> JIDParts:
+    """
+    The normalised bare JID in C{text}: its resource is left out without
+    being prepared.
+
+    @param localOn: when given, the local part is prepared only on these
+        domains (the domain is prepared and looked up first) and is left
+        as written on any other.
+    @raise InvalidJID: when C{text} is not a JID.
+    """
+    local, domain, _ = split(text)
+    domain = prepareDomain(domain)
+    if local is not None and (localOn is None or domain in localOn):
+        local = prepareLocal(local)
+    return JIDParts(local, domain, None)

@@ -44,7 +44,9 @@ class StatusQuery(NamedTuple):
     """
     A validated request to C{/plugins/presence/status}.
 
-    @ivar user: the user asked about, a normalised bare JID.
+    @ivar user: the user asked about, a normalised bare JID (on a domain
+        that is not served, with the local part as written unless the
+        answer is XML, the only one that shows it).
     @ivar requester: who asks, a normalised bare JID, if given.
     @ivar kind: C{"image"}, C{"text"} or C{"xml"}.
     @ivar redirects: state to the URL of its custom image.
@@ -57,13 +59,13 @@ class StatusQuery(NamedTuple):
 
 
 @lru_cache(maxsize=8192)
-def _bareJID(text: str) -> tuple[str, bool] | None:
+def _bareJID(text: str, localOn: frozenset[str] | None) -> tuple[str, bool] | None:
     """
-    The normalised bare JID in C{text} and whether it names a user, or
-    C{None} if C{text} is not a JID.  Cached: stringprep is costly.
+    The bare JID in C{text} (see L{jids.parseBare}) and whether it names a
+    user, or C{None} if C{text} is not a JID.  Cached: stringprep is costly.
     """
     try:
-        parsed = jids.parse(text)
+        parsed = jids.parseBare(text, localOn)
     except jids.InvalidJID:
         return None
     return parsed.bare, parsed.local is not None
@@ -84,8 +86,8 @@ def _single(args: dict[bytes, list[bytes]], name: bytes, limit: int) -> str | No
         raise BadRequest(f"{name.decode()} is not valid UTF-8") from None
 
 
-def _jid(name: str, text: str, needsUser: bool) -> str:
-    parsed = _bareJID(text)
+def _jid(name: str, text: str, needsUser: bool, localOn: frozenset[str] | None = None) -> str:
+    parsed = _bareJID(text, localOn)
     if parsed is None:
         raise BadRequest(f"{name} is not a valid JID")
     bare, hasUser = parsed
@@ -113,16 +115,19 @@ _STATE_PARAMETERS = {state.value.encode(): state for state in State}
 _REDIRECT_PARAMETERS = frozenset({b"images", *_STATE_PARAMETERS})
 
 
-def parseQuery(args: dict[bytes, list[bytes]]) -> StatusQuery:
+def parseQuery(args: dict[bytes, list[bytes]], domains: frozenset[str] | None = None) -> StatusQuery:
     """
     Validate the parameters of a status request.
 
+    @param domains: the served domains.  A user on another domain gets the
+        forbidden answer whatever their local part, so it is not prepared
+        (stringprep is costly), unless the answer is XML, which shows it.
     @raise BadRequest: naming the first parameter that is wrong.
     """
     userText = _single(args, b"jid", MAX_JID)
     if not userText:
         raise BadRequest("jid is required")
-    user = _jid("jid", userText, needsUser=True)
+    user = _jid("jid", userText, needsUser=True, localOn=None if args.get(b"type") == [b"xml"] else domains)
     requesterText = _single(args, b"req_jid", MAX_JID)
     requester = _jid("req_jid", requesterText, needsUser=False) if requesterText else None
 
@@ -162,7 +167,7 @@ class StatusResource(resource.Resource):
 
     def render_GET(self, request: server.Request) -> bytes | int:
         try:
-            query = parseQuery(request.args)
+            query = parseQuery(request.args, self.domains)
         except BadRequest as e:
             return _plain(request, 400, str(e))
         if query.user.partition("@")[2] not in self.domains:

@@ -73,6 +73,51 @@ def test_invalidJIDs(text, reason):
     assert str(caught.value) == reason
 
 
+@pytest.mark.parametrize("text", [
+    "a" * 1024 + "@example.test",
+    "alice@" + "d" * 1024,
+    "alice@example.test/" + "r" * 1024,
+    "\u00e9" * 512 + "@example.test",
+    "\u2177" * 300 + "@example.test",
+])
+def test_partsLongerThan1023BytesAreRefused(text):
+    """
+    A local part, domain or resource longer than 1023 bytes, as written
+    or once prepared, is not a JID.
+    """
+    with pytest.raises(jids.InvalidJID, match="longer than 1023 bytes"):
+        jids.parse(text)
+
+
+def test_partsOf1023BytesAreJIDs():
+    """
+    Parts of exactly 1023 bytes are accepted.
+    """
+    local, domain, resource = "a" * 1023, "d" * 1023, "r" * 1023
+    assert jids.parse(f"{local}@{domain}/{resource}") == (local, domain, resource)
+
+
+def test_bareJIDLeavesTheResourceOut():
+    """
+    The bare JID of a text does not depend on its resource, valid or not.
+    """
+    assert jids.parseBare("Alice@Example.test/\x00 not a resource") == ("alice", "example.test", None)
+
+
+def test_bareJIDPreparesTheLocalPartOnlyOnTheDomainsGiven():
+    """
+    Given domains, the local part is prepared on those only; the domain is
+    always prepared.
+    """
+    served = frozenset({"example.test"})
+    assert jids.parseBare("Alice@Example.TEST", served) == ("alice", "example.test", None)
+    assert jids.parseBare("Al ice@Elsewhere.TEST", served) == ("Al ice", "elsewhere.test", None)
+    with pytest.raises(jids.InvalidJID):
+        jids.parseBare("Al ice@example.test", served)
+    with pytest.raises(jids.InvalidJID):
+        jids.parseBare("alice@else..where", served)
+
+
 def test_partsAreNormalised():
     """
     Each part is prepared with its own profile; empty local parts and

@@ -102,6 +102,15 @@ def test_resourceInJidIsIgnored(public):
     assert public.get("jid=alice@example.test/whatever").body == IMAGES[State.AWAY].data
 
 
+def test_resourceInJidIsNotChecked(public):
+    """
+    The resource in jid is dropped unread: even one that is not a valid
+    resource gets the bare user's answer.
+    """
+    public.online("alice@example.test", state=State.AWAY)
+    assert public.get("jid=alice@example.test/%00%E2%80%8B").body == IMAGES[State.AWAY].data
+
+
 def test_jidIsNormalised(public):
     """
     jid is compared after stringprep, so case does not matter.
@@ -175,6 +184,18 @@ def test_otherDomainIsForbidden(public):
     """
     response = public.get("jid=eve@elsewhere.test&type=text")
     assert (response.code, response.body) == (200, b"Forbidden")
+
+
+def test_otherDomainIsForbiddenWhateverTheLocalPart(public):
+    """
+    A user on another domain gets the forbidden answer whatever the local
+    part, as the XML answer, which shows the user, gets it normalised.
+    """
+    response = public.get("jid=e%20ve@elsewhere.test&type=text")
+    assert (response.code, response.body) == (200, b"Forbidden")
+    assert public.get("jid=Eve@Elsewhere.test&type=xml").body.startswith(
+        b"<presence type='error' from='eve@elsewhere.test'>")
+    assert public.get("jid=e%20ve@elsewhere.test&type=xml").code == 400
 
 
 def test_forbiddenXml(private):
@@ -407,6 +428,8 @@ def test_answersCarrySafetyHeaders(public):
     ("jid=a@b@c", "jid is not a valid JID"),
     ("jid=%FF%FE@example.test", "jid is not valid UTF-8"),
     ("jid=" + "a" * 4000 + "@example.test", "jid is too long"),
+    ("jid=" + "a" * 1024 + "@example.test", "jid is not a valid JID"),
+    ("jid=a@example.test&req_jid=a@" + "d" * 1024, "req_jid is not a valid JID"),
     ("jid=a@example.test&jid=b@example.test", "jid is given more than once"),
     ("jid=a@example.test&req_jid=%40%40", "req_jid is not a valid JID"),
     ("jid=a@.", "jid is not a valid JID"),
