@@ -9,11 +9,13 @@ never silently falls back to a default.
 from __future__ import annotations
 
 import configparser
+import re
 from dataclasses import dataclass
 from ipaddress import IPv4Network, IPv6Network, ip_address, ip_network
 from pathlib import Path
 from typing import Callable
 
+import hyperlink
 from twisted.internet.endpoints import serverFromString
 
 import presenced
@@ -107,12 +109,15 @@ class HTTPSettings:
         access log lines (combined log format) are appended to.
     @ivar trusted_proxies: the reverse proxies whose C{X-Forwarded-For}
         names the client in the access log.
+    @ivar redirect_hosts: the hosts that image URLs may point to, IDNA
+        host names or C{*.suffix} patterns; empty: any host.
     """
 
     listen: tuple[str, ...]
     images: Path
     access_log: str
     trusted_proxies: tuple[IPv4Network | IPv6Network, ...] = ()
+    redirect_hosts: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -303,6 +308,23 @@ def _networks(raw: str) -> tuple[IPv4Network | IPv6Network, ...]:
     return tuple(networks)
 
 
+_HOST_NAME = re.compile(r"[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*")
+
+
+def _hostPatterns(raw: str) -> tuple[str, ...]:
+    patterns = []
+    for item in raw.split():
+        wildcard, host = ("*.", item[2:]) if item.startswith("*.") else ("", item)
+        try:
+            ascii = hyperlink.parse(f"https://{host}/").to_uri().host.lower()
+        except Exception:
+            ascii = ""
+        if any(c in host for c in "/?#@:[]\\") or not _HOST_NAME.fullmatch(ascii):
+            raise ValueError(f"not a host name or *.suffix pattern: {item!r}")
+        patterns.append(wildcard + ascii)
+    return tuple(patterns)
+
+
 _CLIENT_ONLY = ("allow_domains", "tls", "ca_file")
 
 
@@ -409,6 +431,7 @@ def fromString(text: str, name: str = "<string>") -> Settings:
         images=read.value("http", "images", _directory, defaultImageDirectory()),
         access_log=read.value("http", "access_log", _accessLog, "off"),
         trusted_proxies=read.value("http", "trusted_proxies", _networks, ()),
+        redirect_hosts=read.value("http", "redirect_hosts", _hostPatterns, ()),
     )
     labels = {
         state: read.value("presence", key, str, DEFAULT_LABELS[state])

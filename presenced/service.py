@@ -68,6 +68,7 @@ class PresenceService(MultiService):
         self.site = buildSite(self.status, HealthResource(self.health), reactor)
         self.site.setAccessLog(self._openAccessLog(settings.http.access_log))
         self.site.logFormatter.trusted = settings.http.trusted_proxies
+        self.status.redirectHosts = settings.http.redirect_hosts
 
         self.http = MultiService()
         self.http.setName("http")
@@ -182,6 +183,7 @@ class PresenceService(MultiService):
         self.status.renderer = AnswerRenderer(images, new.presence.labels)
         self.status.domains = self.feed.domains = new.xmpp.servedDomains
         self.site.logFormatter.trusted = new.http.trusted_proxies
+        self.status.redirectHosts = new.http.redirect_hosts
         self.settings = new
         if new.xmpp != old.xmpp:
             await self.connection.reconnect(new.xmpp)

@@ -96,18 +96,34 @@ def _jid(name: str, text: str, needsUser: bool, localOn: frozenset[str] | None =
     return bare
 
 
-def _imageURL(name: str, text: str, template: bool) -> str:
+def hostAllowed(host: str, patterns: tuple[str, ...]) -> bool:
+    """
+    Whether C{host} (as in a URI: IDNA-encoded) is one of C{patterns}:
+    host names, or C{*.suffix} for any host under C{suffix}.
+    """
+    host = host.lower().rstrip(".")
+    return any(host.endswith(pattern[1:]) if pattern.startswith("*.") else host == pattern
+               for pattern in patterns)
+
+
+def _imageURL(name: str, text: str, template: bool, allowedHosts: tuple[str, ...]) -> str:
     if any(ord(c) < 0x21 or ord(c) == 0x7F for c in text):
         raise BadRequest(f"{name} must not contain spaces or control characters")
+    if "\\" in text:
+        raise BadRequest(f"{name} must not contain backslashes")
     if template and IMAGE_TOKEN not in text:
         raise BadRequest(f"{name} must contain {IMAGE_TOKEN}")
     try:
-        url = hyperlink.parse(text)
-        uri = url.to_uri().to_text()
+        url = hyperlink.parse(text).to_uri()
+        uri = url.to_text()
     except Exception:
         raise BadRequest(f"{name} is not a valid URL") from None
     if url.scheme not in ("http", "https") or not url.host:
         raise BadRequest(f"{name} must be an absolute http or https URL")
+    if url.userinfo:
+        raise BadRequest(f"{name} must not contain a user name or password")
+    if allowedHosts and not hostAllowed(url.host, allowedHosts):
+        raise BadRequest(f"{name} points to a host that is not allowed")
     return uri
 
 
@@ -115,13 +131,16 @@ _STATE_PARAMETERS = {state.value.encode(): state for state in State}
 _REDIRECT_PARAMETERS = frozenset({b"images", *_STATE_PARAMETERS})
 
 
-def parseQuery(args: dict[bytes, list[bytes]], domains: frozenset[str] | None = None) -> StatusQuery:
+def parseQuery(args: dict[bytes, list[bytes]], domains: frozenset[str] | None = None,
+               redirectHosts: tuple[str, ...] = ()) -> StatusQuery:
     """
     Validate the parameters of a status request.
 
     @param domains: the served domains.  A user on another domain gets the
         forbidden answer whatever their local part, so it is not prepared
         (stringprep is costly), unless the answer is XML, which shows it.
+    @param redirectHosts: the hosts image URLs may point to (see
+        L{hostAllowed}); empty: any.
     @raise BadRequest: naming the first parameter that is wrong.
     """
     userText = _single(args, b"jid", MAX_JID)
@@ -140,11 +159,12 @@ def parseQuery(args: dict[bytes, list[bytes]], domains: frozenset[str] | None = 
     redirects = {}
     template = _single(args, b"images", MAX_URL)
     if template is not None:
-        uri = _imageURL("images", template, template=True)
+        uri = _imageURL("images", template, template=True, allowedHosts=redirectHosts)
         redirects = {state: uri.replace(IMAGE_TOKEN, state.value) for state in State}
     for name in args.keys() & _STATE_PARAMETERS.keys():
         state = _STATE_PARAMETERS[name]
-        redirects[state] = _imageURL(state.value, _single(args, name, MAX_URL), template=False)
+        redirects[state] = _imageURL(state.value, _single(args, name, MAX_URL), template=False,
+                                     allowedHosts=redirectHosts)
     return StatusQuery(user, requester, kind, redirects)
 
 
@@ -152,10 +172,14 @@ class StatusResource(resource.Resource):
     """
     C{/plugins/presence/status}: one user's presence, as the Openfire
     Presence Service plugin answers it.
+
+    @ivar domains: the served domains.
+    @ivar redirectHosts: the hosts image URLs may point to; empty: any.
     """
 
     isLeaf = True
     allowedMethods = (b"GET", b"HEAD", b"POST")
+    redirectHosts: tuple[str, ...] = ()
 
     def __init__(self, tracker: PresenceTracker, policy: ViewPolicy,
                  renderer: AnswerRenderer, domains: frozenset[str]) -> None:
@@ -167,7 +191,7 @@ class StatusResource(resource.Resource):
 
     def render_GET(self, request: server.Request) -> bytes | int:
         try:
-            query = parseQuery(request.args, self.domains)
+            query = parseQuery(request.args, self.domains, self.redirectHosts)
         except BadRequest as e:
             return _plain(request, 400, str(e))
         if query.user.partition("@")[2] not in self.domains:

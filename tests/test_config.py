@@ -210,6 +210,20 @@ def test_trustedProxies():
     ]
 
 
+def test_redirectHosts():
+    """
+    redirect_hosts takes host names and *.suffix patterns, kept IDNA-encoded
+    and in lower case; anything else is an error.
+    """
+    settings = config.fromString(MINIMAL + "redirect_hosts = img.example.org *.CDN.example B\u00fccher.example\n")
+    assert settings.http.redirect_hosts == ("img.example.org", "*.cdn.example", "xn--bcher-kva.example")
+    assert config.fromString(MINIMAL).http.redirect_hosts == ()
+    for item in ["https://img.example.org", "img.example.org/x", "*", "*.", "a..b", "user@host", "-a.example"]:
+        assert problems(MINIMAL + f"redirect_hosts = example.org {item}\n") == [
+            f"test.ini [http] redirect_hosts: not a host name or *.suffix pattern: {item!r}"
+        ]
+
+
 CLIENT = """
 [xmpp]
 mode = client

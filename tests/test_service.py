@@ -127,6 +127,18 @@ def test_reloadAppliesPresenceSettings(daemon):
     ]
 
 
+def test_reloadAppliesRedirectHosts(daemon):
+    """
+    Changed redirect_hosts apply to the next request.
+    """
+    target = "/plugins/presence/status?jid=a@example.test&offline=https%3A%2F%2Fevil.example%2F"
+    assert request(daemon.service.site, "GET", target).code == 302
+    assert daemon.reload(http__redirect_hosts="img.example.org") == [True]
+    assert request(daemon.service.site, "GET", target).code == 400
+    assert daemon.reload(http__redirect_hosts="*.evil.example evil.example") == [True]
+    assert request(daemon.service.site, "GET", target).code == 302
+
+
 def test_invalidReloadChangesNothing(daemon):
     """
     A file with errors is reported in full and nothing changes.

@@ -37,8 +37,8 @@ class Fixture:
         self.rosters = RosterCache(self.fetch, self.clock, ttl=30)
         self.policy = AccessPolicy(public, self.rosters)
         labels = dict(DEFAULT_LABELS)
-        status = StatusResource(self.tracker, self.policy, AnswerRenderer(IMAGES, labels), frozenset({DOMAIN}))
-        self.site = buildSite(status, HealthResource(lambda: self.health), self.clock)
+        self.status = StatusResource(self.tracker, self.policy, AnswerRenderer(IMAGES, labels), frozenset({DOMAIN}))
+        self.site = buildSite(self.status, HealthResource(lambda: self.health), self.clock)
         self.health = (True, {"xmpp": "connected"})
 
     def fetch(self, user):
@@ -361,6 +361,24 @@ def test_forbiddenRedirect(private):
     assert (response.code, response.headers["location"]) == (302, "https://example.org/no.png")
 
 
+def test_redirectsAreLimitedToTheAllowedHosts(public):
+    """
+    With allowed hosts, an image URL to any other host is a bad request
+    naming the parameter; a *.suffix pattern allows the hosts under the
+    suffix, not the suffix itself.
+    """
+    public.status.redirectHosts = ("img.example.org", "*.cdn.example")
+    for url in ["https://img.example.org/a.png", "http://img.example.org./a.png", "https://a.b.cdn.example/a.png"]:
+        response = public.get(f"jid=alice@example.test&offline={quote(url.replace('img', 'IMG'), safe='')}")
+        assert (response.code, response.headers["location"]) == (302, url)
+    for url in ["https://evil.example/login", "https://cdn.example/a.png", "https://img.example.org.evil/a",
+                "https://evilimg.example.org/a", "https://xcdn.example/a"]:
+        response = public.get(f"jid=x@elsewhere.test&forbidden={quote(url, safe='')}")
+        assert (response.code, response.body) == (400, b"forbidden points to a host that is not allowed\n")
+    response = public.get("jid=alice@example.test&images=" + quote("https://evil.example/--IMAGE--", safe=""))
+    assert (response.code, response.body) == (400, b"images points to a host that is not allowed\n")
+
+
 def test_internationalURLIsEncoded(public):
     """
     A non-ASCII URL is sent as a valid URI.
@@ -443,6 +461,14 @@ def test_answersCarrySafetyHeaders(public):
     ("jid=a@example.test&away=http://x.example/%0d%0aSet-Cookie:x", "away must not contain spaces or control characters"),
     ("jid=a@example.test&dnd=http://x.example/" + "a" * 3000, "dnd is too long"),
     ("jid=a@example.test&offline=http://[::1", "offline is not a valid URL"),
+    ("jid=a@example.test&offline=" + quote("https://chat.example.com%5C@evil.example/", safe=""),
+     "offline must not contain a user name or password"),
+    ("jid=a@example.test&away=" + quote("https://user:pw@evil.example/", safe=""),
+     "away must not contain a user name or password"),
+    ("jid=a@example.test&offline=" + quote("https://chat.example.com\\@evil.example/", safe=""),
+     "offline must not contain backslashes"),
+    ("jid=a@example.test&images=" + quote("https:/\\evil.example/--IMAGE--", safe=""),
+     "images must not contain backslashes"),
 ])
 def test_badRequests(public, query, reason):
     """
