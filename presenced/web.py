@@ -268,14 +268,15 @@ def _plain(request: server.Request, code: int, text: str) -> bytes:
 class PresenceRequest(server.Request):
     """
     A request whose body is capped at L{MAX_BODY} bytes: a larger one is
-    answered with 413 and never kept in memory or on disk.
+    answered with 413 and never kept in memory or on disk.  Bodies are
+    kept in memory, those of unknown length (chunked) too.
     """
 
     _received = 0
     defaultContentType = None
 
     def gotLength(self, length: int | None) -> None:
-        super().gotLength(None if length is None else min(length, MAX_BODY))
+        super().gotLength(MAX_BODY if length is None else min(length, MAX_BODY))
 
     def handleContentChunk(self, data: bytes) -> None:
         self._received += len(data)

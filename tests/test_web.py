@@ -430,6 +430,44 @@ def test_oversizedBodyRefused(public):
     assert response.code == 413
 
 
+def sendChunked(connection, body: bytes, chunkSize: int = 4096) -> None:
+    """
+    POST C{body} to the status resource with chunked transfer encoding.
+    """
+    chunks = b"".join(b"%x\r\n%s\r\n" % (len(body[i:i + chunkSize]), body[i:i + chunkSize])
+                      for i in range(0, len(body), chunkSize))
+    connection.channel.dataReceived(
+        b"POST " + STATUS.encode() + b" HTTP/1.1\r\nHost: presence.example.test\r\n"
+        b"Content-Type: application/x-www-form-urlencoded\r\nTransfer-Encoding: chunked\r\n\r\n"
+        + chunks + b"0\r\n\r\n")
+
+
+def test_chunkedBodyIsKeptInMemory(public, monkeypatch):
+    """
+    A chunked POST body, whose length is not known in advance, is read in
+    memory like any other: no temporary file is made for it.
+    """
+    import tempfile
+
+    def noFiles(*args, **kwargs):
+        raise OSError("no temporary files here")
+
+    monkeypatch.setattr(tempfile, "TemporaryFile", noFiles)
+    public.online("alice@example.test", status="Hello")
+    connection = Connection(public.site)
+    sendChunked(connection, b"jid=alice%40example.test&type=text")
+    assert connection.response().body == b"Hello"
+
+
+def test_oversizedChunkedBodyRefused(public):
+    """
+    A chunked POST body over the limit is answered with 413.
+    """
+    connection = Connection(public.site)
+    sendChunked(connection, b"jid=alice@example.test&pad=" + b"x" * (70 * 1024))
+    assert connection.response().code == 413
+
+
 def test_answersCarrySafetyHeaders(public):
     """
     Answers forbid content sniffing and run nothing when opened directly.
