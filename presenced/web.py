@@ -15,6 +15,7 @@ from functools import lru_cache
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_address
 from types import MappingProxyType
 from typing import IO, Callable, Mapping, NamedTuple
+from urllib.parse import unquote_to_bytes
 
 import hyperlink
 from twisted.internet import address, task
@@ -265,11 +266,33 @@ def _plain(request: server.Request, code: int, text: str) -> bytes:
     return _send(request, Body(TEXT, (text + "\n").encode("utf-8")), code)
 
 
+_FORM = b"application/x-www-form-urlencoded"
+
+
+def formArguments(*encoded: bytes) -> dict[bytes, list[bytes]]:
+    """
+    The parameters of query strings and form bodies, by name: only C{&}
+    separates them (not C{;}, which twisted.web also takes), and a name
+    given in more than one keeps all its values, in order.
+    """
+    args: dict[bytes, list[bytes]] = {}
+    for data in encoded:
+        for item in data.split(b"&"):
+            name, equals, value = item.partition(b"=")
+            if equals:
+                args.setdefault(unquote_to_bytes(name.replace(b"+", b" ")), []).append(
+                    unquote_to_bytes(value.replace(b"+", b" ")))
+    return args
+
+
 class PresenceRequest(server.Request):
     """
     A request whose body is capped at L{MAX_BODY} bytes: a larger one is
     answered with 413 and never kept in memory or on disk.  Bodies are
     kept in memory, those of unknown length (chunked) too.
+
+    Its C{args} are those of L{formArguments}, from the query string and
+    a form-encoded POST body together: a parameter in both is given twice.
     """
 
     _received = 0
@@ -290,7 +313,17 @@ class PresenceRequest(server.Request):
             self.write(b"request body too large\n")
             self.finish()
             return
+        self.args = formArguments(self.uri.partition(b"?")[2], self._formBody())
         super().process()
+
+    def _formBody(self) -> bytes:
+        contentType = self.getHeader(b"content-type")
+        if self.method != b"POST" or contentType is None or contentType.split(b";")[0].strip().lower() != _FORM:
+            return b""
+        self.content.seek(0)
+        body = self.content.read()
+        self.content.seek(0)
+        return body
 
 
 class HealthResource(resource.Resource):

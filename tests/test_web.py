@@ -16,7 +16,7 @@ from presenced.answers import AnswerRenderer, loadImages
 from presenced.config import DEFAULT_LABELS, defaultImageDirectory
 from presenced.presence import PresenceTracker, ResourcePresence, State
 from presenced.web import (AccessLog, BadRequest, HealthResource, StatusResource, buildSite, combinedLogLine,
-                           parseQuery)
+                           formArguments, parseQuery)
 
 from webhelpers import Connection, request
 
@@ -396,6 +396,41 @@ def test_postAndHeadBehaveLikeGet(public):
     assert public.get("jid=alice%40example.test&type=text", method="POST").body == b"Hello"
     response = public.get("jid=alice@example.test&type=text", method="HEAD")
     assert (response.code, response.body) == (200, b"")
+
+
+def test_postCombinesBodyAndQuery(public):
+    """
+    A POST's query string and form body are read together: a parameter
+    in both is given twice, a bad request.
+    """
+    public.online("alice@example.test", status="Hello")
+    form = {"Content-Type": "application/x-www-form-urlencoded; charset=UTF-8"}
+    response = request(public.site, "POST", f"{STATUS}?jid=alice@example.test", b"type=text", form)
+    assert response.body == b"Hello"
+    response = request(public.site, "POST", f"{STATUS}?jid=alice@example.test&type=text", b"type=xml", form)
+    assert (response.code, response.body) == (400, b"type is given more than once\n")
+
+
+def test_semicolonIsNoSeparator(public):
+    """
+    Only & separates parameters; a ; is part of a value.
+    """
+    public.online("alice@example.test", status="Hello")
+    assert public.get("jid=alice@example.test&t=1;type=text").body == IMAGES[State.AVAILABLE].data
+    assert public.get("jid=alice@example.test;type=text").code == 400
+    assert public.get("t=1;jid=alice@example.test&type=text").code == 400
+
+
+def test_formArgumentsAsTwistedWithoutSemicolons():
+    """
+    Without ;, parameters are read as twisted.web reads them.
+    """
+    import random
+
+    rng = random.Random(3986)
+    for _ in range(2000):
+        query = bytes(rng.choice(b"a=&+%2F0x\xc3\xa9") for _ in range(rng.randrange(20)))
+        assert formArguments(query) == http.parse_qs(query, 1)
 
 
 def test_headAnswersTheLengthOfGetAndNothingElse(public):
