@@ -31,6 +31,7 @@ IMAGE_TOKEN = "--IMAGE--"
 MAX_JID = 3071
 MAX_URL = 2048
 MAX_BODY = 64 * 1024
+SERVER = b"presenced"
 
 FORBIDDEN = Shown(State.FORBIDDEN)
 
@@ -293,10 +294,16 @@ class PresenceRequest(server.Request):
 
     Its C{args} are those of L{formArguments}, from the query string and
     a form-encoded POST body together: a parameter in both is given twice.
+    Answers name the server as C{presenced}, without a version.
     """
 
     _received = 0
     defaultContentType = None
+
+    def write(self, data: bytes) -> None:
+        if not self.startedWriting:
+            self.responseHeaders.setRawHeaders(b"Server", [SERVER])
+        super().write(data)
 
     def gotLength(self, length: int | None) -> None:
         super().gotLength(MAX_BODY if length is None else min(length, MAX_BODY))

@@ -591,6 +591,30 @@ def test_parseQuery():
         parseQuery({})
 
 
+@pytest.mark.parametrize("method, target, body", [
+    ("GET", f"{STATUS}?jid=alice@example.test", b""),
+    ("GET", "/plugins/presence/health", b""),
+    ("GET", "/nowhere", b""),
+    ("DELETE", STATUS, b""),
+    ("POST", STATUS, b"x" * (70 * 1024)),
+])
+def test_serverIsNamedWithoutVersion(public, method, target, body):
+    """
+    Every answer names the server as presenced, without a version.
+    """
+    assert request(public.site, method, target, body).headers["server"] == "presenced"
+
+
+def test_serverIsNamedWhenAnsweredLater(private):
+    """
+    An answer that waits for a roster names the server the same way.
+    """
+    connection = Connection(private.site)
+    connection.send("GET", f"{STATUS}?jid=alice@example.test&req_jid=bob@example.test")
+    private.fetches["alice@example.test"].callback(frozenset())
+    assert connection.response().headers["server"] == "presenced"
+
+
 def test_otherPathsAreNotFound(public):
     """
     Only the status resource exists.
