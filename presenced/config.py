@@ -98,6 +98,9 @@ class XMPPSettings:
         return frozenset(self.allow_domains) if self.mode == "client" else frozenset({self.domain})
 
 
+LOOPBACK = (ip_network("127.0.0.0/8"), ip_network("::1"))
+
+
 @dataclass(frozen=True)
 class HTTPSettings:
     """
@@ -111,6 +114,8 @@ class HTTPSettings:
         names the client in the access log.
     @ivar redirect_hosts: the hosts that image URLs may point to, IDNA
         host names or C{*.suffix} patterns; empty: any host.
+    @ivar health_details_from: the networks whose clients see the details
+        of the health answer; others get the status alone.
     """
 
     listen: tuple[str, ...]
@@ -118,6 +123,7 @@ class HTTPSettings:
     access_log: str
     trusted_proxies: tuple[IPv4Network | IPv6Network, ...] = ()
     redirect_hosts: tuple[str, ...] = ()
+    health_details_from: tuple[IPv4Network | IPv6Network, ...] = LOOPBACK
 
 
 @dataclass(frozen=True)
@@ -432,6 +438,7 @@ def fromString(text: str, name: str = "<string>") -> Settings:
         access_log=read.value("http", "access_log", _accessLog, "off"),
         trusted_proxies=read.value("http", "trusted_proxies", _networks, ()),
         redirect_hosts=read.value("http", "redirect_hosts", _hostPatterns, ()),
+        health_details_from=read.value("http", "health_details_from", _networks, LOOPBACK),
     )
     labels = {
         state: read.value("presence", key, str, DEFAULT_LABELS[state])

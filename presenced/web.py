@@ -338,17 +338,30 @@ class HealthResource(resource.Resource):
     C{/plugins/presence/health}: whether presence is known.
 
     Answers 200 when the XMPP link is up and authenticated, 503 otherwise,
-    both with a small JSON body.
+    both with a small JSON body: the C{xmpp} status, and for clients on
+    the C{detailsFrom} networks the rest of the report (since when, how
+    many users are online, the version).
+
+    @ivar report: gives whether presence is known, and the body.
+    @ivar detailsFrom: the networks of the clients shown the details.
+    @ivar clients: tells a request's client, past trusted proxies; the
+        site's (L{buildSite}).  A request whose client cannot be told gets
+        no details.
     """
 
     isLeaf = True
+    detailsFrom: tuple[IPv4Network | IPv6Network, ...] = ()
 
     def __init__(self, report: Callable[[], tuple[bool, dict]]) -> None:
         super().__init__()
         self.report = report
+        self.clients = ClientAddressFormatter()
 
     def render_GET(self, request: server.Request) -> bytes:
         healthy, body = self.report()
+        client = self.clients.clientIP(request)
+        if client is None or not _within(client, self.detailsFrom):
+            body = {"xmpp": body["xmpp"]}
         return _send(request, Body(JSON, json.dumps(body).encode("utf-8")), 200 if healthy else 503)
 
 
@@ -410,35 +423,52 @@ class ClientAddressFormatter:
         client = self.forwardedClient(request) if self.trusted else None
         return combinedLogLine(timestamp, request, request.getClientAddress() if client is None else client)
 
-    def _isTrusted(self, address: IPv4Address | IPv6Address) -> bool:
-        return any(address in network for network in self.trusted)
-
     def forwardedClient(self, request: server.Request) -> address.IPv4Address | address.IPv6Address | None:
         """
         The client named by trusted proxies, or C{None} to use the peer.
+        """
+        client = self.clientIP(request)
+        if client is None:
+            return None
+        kind = address.IPv6Address if client.version == 6 else address.IPv4Address
+        return kind("TCP", str(client), 0)
+
+    def clientIP(self, request: server.Request) -> IPv4Address | IPv6Address | None:
+        """
+        The IP address of the client: the peer's or, when the peer is a
+        trusted proxy that sent C{X-Forwarded-For}, the one it names;
+        C{None} when it cannot be told (a malformed header, a peer that
+        is not on IP).
         """
         peer = request.getClientAddress()
         if not isinstance(peer, (address.IPv4Address, address.IPv6Address)):
             return None
         try:
-            if not self._isTrusted(ip_address(peer.host)):
-                return None
+            client = ip_address(peer.host)
         except ValueError:
             return None
+        if not _within(client, self.trusted):
+            return client
         header = b",".join(request.requestHeaders.getRawHeaders(b"x-forwarded-for", []))
         hops = [hop.strip() for hop in header.decode("latin-1").split(",") if hop.strip()]
-        client = None
         for hop in reversed(hops):
             try:
                 client = ip_address(hop)
             except ValueError:
                 return None
-            if not self._isTrusted(client):
+            if not _within(client, self.trusted):
                 break
-        if client is None:
-            return None
-        kind = address.IPv6Address if client.version == 6 else address.IPv4Address
-        return kind("TCP", str(client), 0)
+        return client
+
+
+def _within(ip: IPv4Address | IPv6Address, networks: tuple[IPv4Network | IPv6Network, ...]) -> bool:
+    """
+    Whether C{ip} is on one of C{networks}; an IPv4-mapped IPv6 address
+    (an IPv4 client of a dual-stack listener) counts as its IPv4 address.
+    """
+    if ip.version == 6 and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return any(ip in network for network in networks)
 
 
 def combinedLogLine(timestamp: str, request: server.Request, client) -> str:
@@ -532,4 +562,6 @@ def buildSite(status: StatusResource, health: HealthResource, reactor) -> Presen
     plugins.putChild(b"presence", presence)
     presence.putChild(b"status", status)
     presence.putChild(b"health", health)
-    return PresenceSite(root, reactor)
+    site = PresenceSite(root, reactor)
+    health.clients = site.logFormatter
+    return site

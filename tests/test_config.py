@@ -224,6 +224,22 @@ def test_redirectHosts():
         ]
 
 
+def test_healthDetailsFrom():
+    """
+    health_details_from takes addresses and networks, loopback by default;
+    empty shows the details to nobody.
+    """
+    from ipaddress import ip_network
+
+    assert config.fromString(MINIMAL).http.health_details_from == (ip_network("127.0.0.0/8"), ip_network("::1"))
+    settings = config.fromString(MINIMAL + "health_details_from = 192.0.2.7 10.1.0.0/16\n")
+    assert settings.http.health_details_from == (ip_network("192.0.2.7"), ip_network("10.1.0.0/16"))
+    assert config.fromString(MINIMAL + "health_details_from =\n").http.health_details_from == ()
+    assert problems(MINIMAL + "health_details_from = monitor.example\n") == [
+        "test.ini [http] health_details_from: not an IP address or network: 'monitor.example'"
+    ]
+
+
 CLIENT = """
 [xmpp]
 mode = client

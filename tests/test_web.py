@@ -38,7 +38,8 @@ class Fixture:
         self.policy = AccessPolicy(public, self.rosters)
         labels = dict(DEFAULT_LABELS)
         self.status = StatusResource(self.tracker, self.policy, AnswerRenderer(IMAGES, labels), frozenset({DOMAIN}))
-        self.site = buildSite(self.status, HealthResource(lambda: self.health), self.clock)
+        self.healthResource = HealthResource(lambda: self.health)
+        self.site = buildSite(self.status, self.healthResource, self.clock)
         self.health = (True, {"xmpp": "connected"})
 
     def fetch(self, user):
@@ -648,6 +649,70 @@ def test_health(public):
     public.health = (False, {"xmpp": "disconnected"})
     response = request(public.site, "GET", "/plugins/presence/health")
     assert (response.code, json.loads(response.body)) == (503, {"xmpp": "disconnected"})
+
+
+def healthFrom(fixture, peer, forwarded=None):
+    """
+    The JSON body of a health answer to a request from C{peer}.
+    """
+    connection = Connection(fixture.site, peer)
+    connection.send("GET", "/plugins/presence/health", headers={"X-Forwarded-For": forwarded} if forwarded else None)
+    return json.loads(connection.response().body)
+
+
+DETAILED = {"xmpp": "connected", "since": "2026-12-03T05:00:00+00:00", "users_online": 3, "version": "1.0"}
+
+
+def test_healthDetailsOnlyForTheConfiguredNetworks(public):
+    """
+    Clients on the networks health details are shown to get the whole
+    report; any other gets the status alone, with the same HTTP status.
+    """
+    from ipaddress import ip_network
+
+    public.health = (True, DETAILED)
+    public.healthResource.detailsFrom = (ip_network("127.0.0.0/8"), ip_network("2001:db8::/32"))
+    assert healthFrom(public, "127.0.0.1") == DETAILED
+    assert healthFrom(public, "192.0.2.1") == {"xmpp": "connected"}
+    public.health = (False, dict(DETAILED, xmpp="disconnected"))
+    response = request(public.site, "GET", "/plugins/presence/health")
+    assert (response.code, json.loads(response.body)["users_online"]) == (503, 3)
+    public.healthResource.detailsFrom = ()
+    assert healthFrom(public, "127.0.0.1") == {"xmpp": "disconnected"}
+
+
+def test_healthDetailsBehindTrustedProxies(public):
+    """
+    Behind trusted proxies, the client they name decides; a forwarding
+    header that cannot be read, or one from an untrusted peer, shows no
+    details.
+    """
+    from ipaddress import ip_network
+
+    public.health = (True, DETAILED)
+    public.site.logFormatter.trusted = (ip_network("10.0.0.5"),)
+    public.healthResource.detailsFrom = (ip_network("10.0.0.0/8"),)
+    assert healthFrom(public, "10.0.0.5", "10.1.2.3") == DETAILED
+    assert healthFrom(public, "10.0.0.5", "203.0.113.7, 10.1.2.3") == DETAILED
+    assert healthFrom(public, "10.0.0.5", "10.1.2.3, 203.0.113.7") == {"xmpp": "connected"}
+    assert healthFrom(public, "10.0.0.5", "10.1.2.3, <script>") == {"xmpp": "connected"}
+    assert healthFrom(public, "10.0.0.5") == DETAILED
+    public.healthResource.detailsFrom = (ip_network("192.0.2.0/24"),)
+    assert healthFrom(public, "203.0.113.7", "192.0.2.1") == {"xmpp": "connected"}
+
+
+def test_healthDetailsForIPv4MappedClients(public):
+    """
+    An IPv4 client of a dual-stack listener counts as its IPv4 address.
+    """
+    from ipaddress import ip_network
+
+    public.health = (True, DETAILED)
+    public.healthResource.detailsFrom = (ip_network("127.0.0.0/8"),)
+    connection = Connection(public.site)
+    connection.transport.peerAddress = address.IPv6Address("TCP", "::ffff:127.0.0.1", 40000)
+    connection.send("GET", "/plugins/presence/health")
+    assert json.loads(connection.response().body) == DETAILED
 
 
 def test_accessLogInCombinedFormat(public, tmp_path):
