@@ -19,6 +19,7 @@ from presenced.access import AccessPolicy, RosterCache
 from presenced.answers import AnswerRenderer, loadImages
 from presenced.config import ConfigError, Settings, load
 from presenced.presence import PresenceTracker
+from presenced.tls import RenewableTLS, isTLS, readTLSOptions
 from presenced.web import AccessLog, HealthResource, StatusResource, buildSite
 from presenced.xmpp import (
     ComponentConnection, LinkMonitor, PresenceFeed, PrivilegeListener, ResourceChecker, RosterReader,
@@ -73,12 +74,18 @@ class PresenceService(MultiService):
         self.http.setName("http")
         self.http.setServiceParent(self)
         self.listeners = {}
+        self.tls: dict[str, RenewableTLS] = {}
         for description in settings.http.listen:
             self.listeners[description] = self._listener(description)
             self.listeners[description].setServiceParent(self.http)
 
     def _listener(self, description: str):
-        return strports.service(description, self.site, reactor=self.reactor)
+        if not isTLS(description):
+            return strports.service(description, self.site, reactor=self.reactor)
+        tls = RenewableTLS()
+        listener = strports.service(description, self.site, reactor=tls.listeningWith(self.reactor))
+        self.tls[description] = tls
+        return listener
 
     def _openAccessLog(self, target: str) -> AccessLog | None:
         return None if target == "off" else AccessLog(target, self.reactor)
@@ -157,9 +164,8 @@ class PresenceService(MultiService):
             return False
 
         try:
-            # TLS listeners are recreated on every reload, so that renewed
-            # certificates are read; reading them now checks them first.
-            renewed = {d: self._listener(d) for d in self.listeners if d in new.http.listen and _isTLS(d)}
+            # Certificates are read again on every reload, for renewals.
+            renewed = {d: readTLSOptions(d) for d in self.tls if d in new.http.listen}
         except Exception as e:
             return abort("Reload aborted: cannot read a TLS certificate ({why}); nothing was changed", why=e)
         if new.xmpp.mode != old.xmpp.mode:
@@ -174,7 +180,9 @@ class PresenceService(MultiService):
 
         # The access log file is reopened on every reload, for log rotation.
         self.site.setAccessLog(accessLog)
-        await self._renewTLS(renewed)
+        for description, options in renewed.items():
+            self.tls[description].options = options
+            self.log.info("Certificate of {description} read again", description=description)
         if not changes:
             self.log.info("Reload done: nothing changed")
             return True
@@ -202,30 +210,14 @@ class PresenceService(MultiService):
                     started[description] = self._listener(description)
                     started[description].setServiceParent(self.http)
         except Exception:
-            for listener in started.values():
+            for description, listener in started.items():
                 await listener.disownServiceParent()
+                self.tls.pop(description, None)
             raise
         for description in [d for d in self.listeners if d not in listen]:
             await self.listeners.pop(description).disownServiceParent()
+            self.tls.pop(description, None)
         self.listeners.update(started)
-
-
-    async def _renewTLS(self, renewed: dict) -> None:
-        """
-        Replace TLS listeners by ones with freshly read certificates.  The
-        port is closed and opened again: connections that arrive in that
-        moment are refused.
-        """
-        for description, listener in renewed.items():
-            await self.listeners[description].disownServiceParent()
-            try:
-                listener.setServiceParent(self.http)
-            except Exception as e:
-                self.listeners.pop(description)
-                self.log.error("Cannot listen again on {description} after reading its certificate: {why}",
-                               description=description, why=e)
-            else:
-                self.listeners[description] = listener
 
 
 class ComponentMode:
@@ -281,10 +273,6 @@ class ClientMode:
         Use new settings from now on (a changed link is reconnected apart).
         """
         self.contacts.allowDomains = settings.xmpp.servedDomains
-
-
-def _isTLS(description: str) -> bool:
-    return description.split(":", 1)[0] in ("ssl", "tls")
 
 
 def _follow(d: defer.Deferred) -> defer.Deferred:

@@ -7,18 +7,24 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import shutil
 import signal
+import socket
+import ssl
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from pathlib import Path
 
 import pytest
 import pytest_twisted
+from twisted.internet import threads
 from twisted.web.client import readBody
 
+from presenced.sandbox.certificates import selfSigned
 from presenced.sandbox.demo import writeSettings
 from presenced.sandbox.prosody import freePort, waitForPort
 
@@ -44,8 +50,11 @@ class Daemon:
     def log(self) -> str:
         return self.logFile.read_text() if self.logFile.exists() else ""
 
-    async def start(self) -> None:
-        self.process = twistd("--nodaemon", "--pidfile=", f"--logfile={self.logFile}",
+    async def start(self, *options: str) -> None:
+        """
+        Start twistd, with C{options} of its own, and wait for the link.
+        """
+        self.process = twistd("--nodaemon", "--pidfile=", f"--logfile={self.logFile}", *options,
                               "presenced", "-c", str(self.settings))
         await until(lambda: "Connected to the XMPP server" in self.log(), timeout=30)
 
@@ -233,3 +242,90 @@ def test_systemdUnitVerifies(tmp_path):
     local.write_text(unit.replace("/usr/local/bin/twistd", str(Path(sys.executable).with_name("twistd"))))
     result = subprocess.run([analyze, "verify", str(local)], capture_output=True, text=True)
     assert (result.returncode, result.stderr) == (0, "")
+
+
+NOBODY = 65534
+AS_NOBODY = (f"--uid={NOBODY}", f"--gid={NOBODY}")
+
+
+def freePrivilegedPort() -> int:
+    for port in random.sample(range(600, 1024), 100):
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise AssertionError("no free port below 1024")
+
+
+@pytest.fixture
+def nobodyDaemon(world):
+    """
+    A daemon to start as root with C{--uid}/C{--gid} of nobody (L{AS_NOBODY}),
+    its files in a directory the nobody account can enter, with a C{log}
+    directory it owns.
+
+    The interpreter may live where nobody cannot read (here, under /root):
+    the daemon then works only if it imports nothing new after the drop,
+    which these tests check on the way.
+    """
+    if os.geteuid() != 0:
+        pytest.skip("dropping privileges needs root")
+    directory = Path(tempfile.mkdtemp(prefix="presenced-nobody-"))
+    directory.chmod(0o755)
+    (directory / "log").mkdir()
+    os.chown(directory / "log", NOBODY, NOBODY)
+    d = Daemon(world, directory)
+    yield d
+    d.stop()
+    shutil.rmtree(directory)
+
+
+def fetchText(url: str, cafile: Path) -> str:
+    with urllib.request.urlopen(url, context=ssl.create_default_context(cafile=str(cafile)), timeout=10) as answer:
+        return answer.read().decode()
+
+
+def readableByNobody(*paths: Path) -> None:
+    for path in paths:
+        os.chown(path, 0, NOBODY)
+        path.chmod(0o640)
+
+
+@pytest_twisted.ensureDeferred
+async def test_tlsPortOutlivesRenewalsAfterPrivilegeDrop(world, nobodyDaemon):
+    """
+    Started as root on a port below 1024 and run as nobody, the daemon
+    keeps that TLS port across reloads: a renewed certificate is served
+    from the next connection on; an invalid one fails the reload and the
+    one before is still served.
+    """
+    daemon = nobodyDaemon
+    port = freePrivilegedPort()
+    url = f"https://localhost:{port}/plugins/presence/status?jid=nobody@{world.server.domain}&type=text"
+    cert, key = selfSigned("localhost", daemon.settings.parent)
+    daemon.write()
+    daemon.settings.write_text(daemon.settings.read_text().replace(
+        f"listen = tcp:{world.port}:interface=127.0.0.1",
+        f"listen = ssl:{port}:interface=127.0.0.1:privateKey={key}:certKey={cert}"))
+    readableByNobody(daemon.settings, cert, key)
+    await daemon.start(*AS_NOBODY)
+
+    def served() -> str:
+        return ssl.get_server_certificate(("127.0.0.1", port), timeout=10).strip()
+
+    assert await threads.deferToThread(served) == cert.read_text().strip()
+    assert await threads.deferToThread(fetchText, url, cert) == "Unavailable"
+    selfSigned("localhost", daemon.settings.parent)
+    await daemon.reload()
+    renewed = cert.read_text().strip()
+    assert await threads.deferToThread(served) == renewed
+    assert f"Certificate of ssl:{port}" in daemon.log()
+    assert await threads.deferToThread(fetchText, url, cert) == "Unavailable"
+
+    cert.write_text("not a certificate")
+    await daemon.reload()
+    assert "Reload aborted" in daemon.log()
+    assert await threads.deferToThread(served) == renewed
+    assert daemon.process.poll() is None
