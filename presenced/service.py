@@ -67,7 +67,6 @@ class PresenceService(MultiService):
         renderer = AnswerRenderer(loadImages(settings.http.images), presence.labels)
         self.status = StatusResource(self.tracker, self.mode.policy, renderer, xmpp.servedDomains)
         self.site = buildSite(self.status, HealthResource(self.health), reactor)
-        self.site.setAccessLog(self._openAccessLog(settings.http.access_log))
         self.site.logFormatter.trusted = settings.http.trusted_proxies
 
         self.http = MultiService()
@@ -103,6 +102,17 @@ class PresenceService(MultiService):
         }
 
     def startService(self) -> None:
+        """
+        Open the access log, then start the link and the listeners.
+
+        twistd calls this after switching to its C{--uid}/C{--gid} (ports
+        are bound before that, by C{privilegedStartService}): the access
+        log is opened, or created, by the account that reopens it on
+        reloads.
+
+        @raise OSError: the access log cannot be opened.
+        """
+        self.site.setAccessLog(self._openAccessLog(self.settings.http.access_log))
         super().startService()
         if self.reloadOnHangup:
             signal.signal(signal.SIGHUP, self._hangup)

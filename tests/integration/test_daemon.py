@@ -11,6 +11,7 @@ import random
 import shutil
 import signal
 import socket
+import stat
 import ssl
 import subprocess
 import sys
@@ -329,3 +330,34 @@ async def test_tlsPortOutlivesRenewalsAfterPrivilegeDrop(world, nobodyDaemon):
     assert "Reload aborted" in daemon.log()
     assert await threads.deferToThread(served) == renewed
     assert daemon.process.poll() is None
+
+
+@pytest_twisted.ensureDeferred
+async def test_accessLogBelongsToRunAccount(world, nobodyDaemon):
+    """
+    Started as root and run as nobody, the daemon creates its access log as
+    nobody, readable by owner and group only; SIGHUP reopens it, and after
+    a rename (as logrotate does) creates the next one the same way.
+    """
+    daemon = nobodyDaemon
+    accessLog = daemon.settings.parent / "log" / "access.log"
+    daemon.write()
+    daemon.settings.write_text(daemon.settings.read_text().replace("[http]\n", f"[http]\naccess_log = {accessLog}\n"))
+    readableByNobody(daemon.settings)
+    await daemon.start(*AS_NOBODY)
+
+    async def logged(path: Path, user: str) -> None:
+        await world.text(f"jid={user}@{world.server.domain}")
+        await until(lambda: path.exists() and f"jid={user}@" in path.read_text())
+        status = path.stat()
+        assert (status.st_uid, status.st_gid, stat.S_IMODE(status.st_mode)) == (NOBODY, NOBODY, 0o640)
+
+    await logged(accessLog, "first")
+    await daemon.reload()
+    await logged(accessLog, "second")
+    accessLog.rename(accessLog.with_name("access.log.1"))
+    await daemon.reload()
+    await logged(accessLog, "third")
+    assert "Reload aborted" not in daemon.log()
+    assert "jid=first@" not in accessLog.read_text()
+    assert "jid=second@" in accessLog.with_name("access.log.1").read_text()
