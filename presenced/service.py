@@ -33,7 +33,10 @@ class PresenceService(MultiService):
 
     Its children are named C{xmpp} (the link to the server) and C{http} (the
     listeners).  L{reload} re-reads the settings file at C{configPath};
-    with C{reloadOnHangup}, SIGHUP does that.
+    with C{reloadOnHangup}, SIGHUP does that, from the moment the service
+    is built: one that arrives before the service has started (while
+    twistd binds its ports and drops privileges) is applied once it has,
+    and one after it has stopped is ignored.
 
     @ivar settings: the settings in force.
     @ivar tracker: the presence model.
@@ -53,6 +56,7 @@ class PresenceService(MultiService):
         self.tracker = PresenceTracker()
         self._reloading: defer.Deferred[bool] | None = None
         self._reloadAgain: defer.Deferred[bool] | None = None
+        self._reloadOnStart = False
 
         xmpp, presence = settings.xmpp, settings.presence
         self.link = LinkMonitor(reactor)
@@ -77,6 +81,8 @@ class PresenceService(MultiService):
         for description in settings.http.listen:
             self.listeners[description] = self._listener(description)
             self.listeners[description].setServiceParent(self.http)
+        if reloadOnHangup:
+            signal.signal(signal.SIGHUP, self._hangup)
 
     def _listener(self, description: str):
         if not isTLS(description):
@@ -114,17 +120,22 @@ class PresenceService(MultiService):
         """
         self.site.setAccessLog(self._openAccessLog(self.settings.http.access_log))
         super().startService()
-        if self.reloadOnHangup:
-            signal.signal(signal.SIGHUP, self._hangup)
+        if self._reloadOnStart:
+            self._reloadOnStart = False
+            self.reload()
 
     def stopService(self) -> defer.Deferred:
-        if self.reloadOnHangup:
-            signal.signal(signal.SIGHUP, signal.SIG_DFL)
         self.site.setAccessLog(None)
         return super().stopService()
 
     def _hangup(self, signum, frame) -> None:
-        self.reactor.callFromThread(self.reload)
+        self.reactor.callFromThread(self._reloadWhenRunning)
+
+    def _reloadWhenRunning(self) -> None:
+        if self.running:
+            self.reload()
+        else:
+            self._reloadOnStart = True
 
     def reload(self) -> defer.Deferred[bool]:
         """
