@@ -194,6 +194,8 @@ def test_initScriptStartStatusReloadStop(prosody, tmp_path):
         # The interpreter here lives where other accounts cannot read it,
         # so the daemon keeps the account it was started with.
         "RUN_USER=\nRUN_GROUP=\n"
+        # A limit that this machine allows, unlike perhaps the default.
+        "OPEN_FILES=4096\n"
         f"TWISTD_ENV=PYTHONPATH={ROOT}\n"
     )
     script = ROOT / "etc" / "init.d" / "presenced"
@@ -208,6 +210,9 @@ def test_initScriptStartStatusReloadStop(prosody, tmp_path):
         assert started.returncode == 0, started.stdout + started.stderr
         waitForPort(port, 30)
         pid = int(pidfile.read_text())
+        openFiles = [line.split()[3:5] for line in Path(f"/proc/{pid}/limits").read_text().splitlines()
+                     if line.startswith("Max open files")]
+        assert openFiles == [["4096", "4096"]]
         status = run("status")
         assert (status.returncode, f"pid {pid}" in status.stdout) == (0, True)
 
@@ -239,6 +244,7 @@ def test_systemdUnitVerifies(tmp_path):
         pytest.skip("systemd-analyze is not installed on this machine")
     unit = (ROOT / "etc" / "systemd" / "presenced.service").read_text()
     assert "ExecReload=/bin/kill -HUP $MAINPID" in unit
+    assert "LimitNOFILE=65536" in unit.splitlines()
     local = tmp_path / "presenced.service"
     local.write_text(unit.replace("/usr/local/bin/twistd", str(Path(sys.executable).with_name("twistd"))))
     result = subprocess.run([analyze, "verify", str(local)], capture_output=True, text=True)
