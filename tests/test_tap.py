@@ -4,6 +4,7 @@ Tests for L{presenced.tap} and the twistd plugin.
 
 import os
 import signal
+import socket
 
 import pytest
 from twisted.application.service import IServiceMaker
@@ -104,7 +105,7 @@ def test_makeService(tmp_path):
     A valid configuration gives the service tree with named xmpp and http
     children.
     """
-    service = tap.makeService(validOptions(tmp_path), task.Clock())
+    service = tap.makeService(validOptions(tmp_path), MemoryReactorClock())
     assert isinstance(service, PresenceService)
     assert {child.name for child in service} == {"xmpp", "http"}
 
@@ -123,7 +124,7 @@ def test_unopenableAccessLogRefusesToStart(tmp_path):
     )
     options = tap.Options()
     options.parseOptions(["-c", str(path)])
-    service = tap.makeService(options, task.Clock())
+    service = tap.makeService(options, MemoryReactorClock())
     with pytest.raises(IsADirectoryError, match="access.log"):
         service.startService()
 
@@ -144,3 +145,21 @@ def test_hangupDuringStartUpIsAppliedOnceStarted(tmp_path):
     assert [e["log_format"] for e in events if e["log_format"].startswith("Reload")] == [
         "Reloading the settings from {path}", "Reload done: nothing changed"]
     service.stopService()
+
+
+def test_readyToldToSystemdOnceRunning(tmp_path, monkeypatch):
+    """
+    Run by systemd as a Type=notify service, the daemon sends READY=1 to
+    systemd's notification socket once the reactor runs, not before.
+    """
+    systemd = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    systemd.bind(str(tmp_path / "notify"))
+    systemd.setblocking(False)
+    monkeypatch.setenv("NOTIFY_SOCKET", str(tmp_path / "notify"))
+    reactor = MemoryReactorClock()
+    tap.makeService(validOptions(tmp_path), reactor)
+    with pytest.raises(BlockingIOError):
+        systemd.recv(100)
+    reactor.run()
+    assert systemd.recv(100) == b"READY=1"
+    systemd.close()

@@ -51,12 +51,18 @@ class Daemon:
     def log(self) -> str:
         return self.logFile.read_text() if self.logFile.exists() else ""
 
+    def launch(self, *options: str, **popen) -> None:
+        """
+        Start twistd, with C{options} of its own.
+        """
+        self.process = twistd("--nodaemon", "--pidfile=", f"--logfile={self.logFile}", *options,
+                              "presenced", "-c", str(self.settings), **popen)
+
     async def start(self, *options: str) -> None:
         """
         Start twistd, with C{options} of its own, and wait for the link.
         """
-        self.process = twistd("--nodaemon", "--pidfile=", f"--logfile={self.logFile}", *options,
-                              "presenced", "-c", str(self.settings))
+        self.launch(*options)
         await until(lambda: "Connected to the XMPP server" in self.log(), timeout=30)
 
     async def reload(self) -> None:
@@ -177,6 +183,35 @@ async def health_of(world) -> tuple[int, dict]:
     url = f"http://127.0.0.1:{world.port}/plugins/presence/health".encode()
     response = await world.agent.request(b"GET", url)
     return response.code, json.loads(await readBody(response))
+
+
+@pytest_twisted.ensureDeferred
+async def test_readyForSystemdOnceHangupReloads(daemon, tmp_path):
+    """
+    Under systemd (Type=notify), twistd presenced reports READY=1 once it
+    runs (systemd sends no reload before that); a SIGHUP right after it
+    reloads the settings.
+    """
+    systemd = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    systemd.bind(str(tmp_path / "notify"))
+    systemd.setblocking(False)
+    daemon.write(public=True)
+    daemon.launch(env={**os.environ, "NOTIFY_SOCKET": str(tmp_path / "notify")})
+    notified = []
+
+    def ready() -> bool:
+        try:
+            notified.append(systemd.recv(100))
+        except BlockingIOError:
+            pass
+        return bool(notified)
+
+    await until(ready, timeout=30)
+    assert notified == [b"READY=1"]
+    await daemon.reload()
+    assert "Reload done" in daemon.log()
+    assert daemon.process.poll() is None
+    systemd.close()
 
 
 def test_initScriptStartStatusReloadStop(prosody, tmp_path):
