@@ -216,19 +216,21 @@ async def test_readyForSystemdOnceHangupReloads(daemon, tmp_path):
 
 def test_initScriptStartStatusReloadStop(prosody, tmp_path):
     """
-    The LSB init script starts twistd in the background, reports its
+    The LSB init script starts twistd in the background, which binds a
+    port below 1024 and runs as the configured account; it reports its
     status, reloads it with SIGHUP and stops it.
     """
-    port = freePort()
+    if os.geteuid() != 0:
+        pytest.skip("the init script runs as root")
+    port = freePrivilegedPort()
     settings = writeSettings(prosody, port, public=True)
-    pidfile, logfile = tmp_path / "run" / "presenced.pid", tmp_path / "log" / "presenced.log"
+    settings.parent.chmod(0o755)
+    pidfile, logfile = settings.parent / "run" / "presenced.pid", settings.parent / "log" / "presenced.log"
     defaults = tmp_path / "defaults"
     defaults.write_text(
         f"TWISTD={Path(sys.executable).with_name('twistd')}\n"
         f"CONFIG={settings}\nPIDFILE={pidfile}\nLOGFILE={logfile}\n"
-        # The interpreter here lives where other accounts cannot read it,
-        # so the daemon keeps the account it was started with.
-        "RUN_USER=\nRUN_GROUP=\n"
+        "RUN_USER=nobody\nRUN_GROUP=nogroup\n"
         # A limit that this machine allows, unlike perhaps the default.
         "OPEN_FILES=4096\n"
         f"TWISTD_ENV=PYTHONPATH={ROOT}\n"
@@ -248,6 +250,7 @@ def test_initScriptStartStatusReloadStop(prosody, tmp_path):
         openFiles = [line.split()[3:5] for line in Path(f"/proc/{pid}/limits").read_text().splitlines()
                      if line.startswith("Max open files")]
         assert openFiles == [["4096", "4096"]]
+        assert Path(f"/proc/{pid}").stat().st_uid == NOBODY
         status = run("status")
         assert (status.returncode, f"pid {pid}" in status.stdout) == (0, True)
 
@@ -267,6 +270,7 @@ def test_initScriptStartStatusReloadStop(prosody, tmp_path):
     assert stopped.returncode == 0
     assert run("status").returncode == 3
     assert "Server Shut Down." in logfile.read_text()
+    shutil.rmtree(settings.parent)
 
 
 def test_systemdUnitVerifies(tmp_path):
