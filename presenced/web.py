@@ -10,6 +10,7 @@ that are refused look the same whatever the reason.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from functools import lru_cache
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_address
@@ -384,14 +385,16 @@ class AccessLog:
     buffer that is flushed every second.
 
     It is what L{PresenceSite} hands to twisted.web as its log file; the
-    site writes lines in the combined log format.
+    site writes lines in the combined log format.  A file it creates is
+    readable by its owner and group only (mode 0640, less the umask): the
+    lines say who asked about whom.
     """
 
     def __init__(self, target: str, clock: IReactorTime) -> None:
         self.target = target
         self._file: IO[str] = (
             sys.__stdout__ if target == "stdout"
-            else open(target, "a", buffering=64 * 1024, encoding="utf-8", newline="\n")
+            else open(target, "a", buffering=64 * 1024, encoding="utf-8", newline="\n", opener=_ownerAndGroupOnly)
         )
         self.write = self._file.write
         self._flusher = task.LoopingCall(self.flush)
@@ -413,6 +416,10 @@ class AccessLog:
         self.flush()
         if self._file is not sys.__stdout__:
             self._file.close()
+
+
+def _ownerAndGroupOnly(path: str, flags: int) -> int:
+    return os.open(path, flags, 0o640)
 
 
 class ClientAddressFormatter:

@@ -4,6 +4,8 @@ through a real twisted.web site over an in-memory transport.
 """
 
 import json
+import os
+import stat
 from urllib.parse import quote
 
 import pytest
@@ -734,6 +736,20 @@ def test_accessLogInCombinedFormat(public, tmp_path):
     assert line.startswith('"127.0.0.1" - - [')
     assert f'"GET {STATUS}?jid=alice@example.test&type=text HTTP/1.1" 200 11 "https://blog.example/" "probe/1.0"' in line
     public.site.stopFactory()
+
+
+def test_newAccessLogFileIsNotWorldReadable(tmp_path):
+    """
+    An access log file that does not exist yet is created readable by its
+    owner and group only.
+    """
+    path = tmp_path / "access.log"
+    previous = os.umask(0o022)
+    try:
+        AccessLog(str(path), task.Clock()).close()
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o640
 
 
 def test_accessLogOff(public, tmp_path):
