@@ -9,7 +9,7 @@ never silently falls back to a default.
 from __future__ import annotations
 
 import configparser
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from ipaddress import IPv4Network, IPv6Network, ip_address, ip_network
 from pathlib import Path
 from typing import Callable
@@ -65,7 +65,8 @@ class XMPPSettings:
     @ivar mode: C{"component"} (XEP-0114 with XEP-0356 privileges) or
         C{"client"} (an ordinary account that users add as a contact).
     @ivar jid: the component's address, or the account's JID.
-    @ivar secret: the component secret, or the account's password.
+    @ivar secret: the component secret, or the account's password; left
+        out of the C{repr}, so that it is not logged by accident.
     @ivar host: where to connect; C{None} in client mode to look up the
         domain's C{_xmpp-client._tcp} SRV records.
     @ivar domain: the users' domain (component), or the account's domain.
@@ -78,7 +79,7 @@ class XMPPSettings:
     """
 
     jid: str
-    secret: str
+    secret: str = field(repr=False)
     host: str | None
     port: int
     domain: str

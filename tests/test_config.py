@@ -221,6 +221,18 @@ def test_clientModeDefaults():
     assert xmpp.servedDomains == frozenset({"example.com"})
 
 
+@pytest.mark.parametrize("text,secret", [(MINIMAL, "s3cret"), (CLIENT, "password")])
+def test_secretNotInRepr(text, secret):
+    """
+    The component secret and the account password appear in no repr of
+    the settings, so that logging them does not give them away.
+    """
+    settings = config.fromString(text)
+    assert settings.xmpp.secret == secret
+    assert secret not in repr(settings.xmpp)
+    assert secret not in repr(settings)
+
+
 def test_clientModeProblems(tmp_path):
     """
     Client mode needs an account JID and public answers; TLS may only be
