@@ -344,16 +344,29 @@ def _isLoopback(host: str | None) -> bool:
         return False
 
 
+def _checkPlaintext(read: _Reader, key: str, link: str, host: str | None, allowPlaintext: bool) -> None:
+    """
+    Note a problem at C{key} when C{link}, a link that can be unencrypted,
+    goes to a host that is not loopback without C{allow_plaintext}.
+    """
+    if not allowPlaintext and not _isLoopback(host):
+        read.problem("xmpp", key, f"{link}; it needs a loopback host (127.0.0.1, ::1, localhost) "
+                                  "or allow_plaintext = true")
+
+
 def _xmppSettings(read: _Reader) -> XMPPSettings:
     mode = read.value("xmpp", "mode", _choice("component", "client"), "component")
+    allowPlaintext = read.value("xmpp", "allow_plaintext", _boolean, False)
     if mode != "client":
         for key in _CLIENT_ONLY:
             if read.value("xmpp", key, str, None) is not None:
                 read.problem("xmpp", key, "only used with mode = client")
+        host = read.value("xmpp", "host", _text, "127.0.0.1")
+        _checkPlaintext(read, "host", "the component link (XEP-0114) is not encrypted", host, allowPlaintext)
         return XMPPSettings(
             jid=read.value("xmpp", "jid", _domainJID),
             secret=read.value("xmpp", "secret", _text),
-            host=read.value("xmpp", "host", _text, "127.0.0.1"),
+            host=host,
             port=read.value("xmpp", "port", _port, 5347),
             domain=read.value("xmpp", "domain", _domainJID),
             resource_check=read.value("xmpp", "resource_check", _seconds, 300.0),
@@ -366,8 +379,8 @@ def _xmppSettings(read: _Reader) -> XMPPSettings:
         read.problem("xmpp", "domain", "not used with mode = client; list the served domains in allow_domains")
     host = read.value("xmpp", "host", _text, None)
     tls = read.value("xmpp", "tls", _choice("required", "direct", "optional", "off"), "required")
-    if tls in ("optional", "off") and not _isLoopback(host):
-        read.problem("xmpp", "tls", f"{tls} is only allowed with a loopback host (127.0.0.1, ::1, localhost)")
+    if tls in ("optional", "off"):
+        _checkPlaintext(read, "tls", f"{tls} can leave the link unencrypted", host, allowPlaintext)
     return XMPPSettings(
         mode=mode,
         jid=jid,

@@ -132,6 +132,22 @@ def test_componentJIDMustBeADomain():
     ]
 
 
+def test_componentLinkToOtherHostNeedsAllowPlaintext():
+    """
+    The component link is not encrypted, so a host that is not loopback
+    is refused unless allow_plaintext is set; loopback hosts are fine.
+    """
+    remote = MINIMAL.replace("domain = example.com", "domain = example.com\nhost = xmpp.example.com")
+    assert problems(remote) == [
+        "test.ini [xmpp] host: the component link (XEP-0114) is not encrypted; it needs a loopback host "
+        "(127.0.0.1, ::1, localhost) or allow_plaintext = true"
+    ]
+    allowed = remote.replace("host = xmpp.example.com", "host = xmpp.example.com\nallow_plaintext = true")
+    assert config.fromString(allowed).xmpp.host == "xmpp.example.com"
+    for loopback in ("127.0.0.2", "::1", "localhost"):
+        assert config.fromString(remote.replace("xmpp.example.com", loopback)).xmpp.host == loopback
+
+
 def test_emptySecret():
     """
     An empty secret is refused.
@@ -244,11 +260,23 @@ def test_clientModeProblems(tmp_path):
     assert problems(text) == [
         "test.ini [xmpp] jid: must be an account, user@domain: 'example.com'",
         "test.ini [xmpp] domain: not used with mode = client; list the served domains in allow_domains",
-        "test.ini [xmpp] tls: off is only allowed with a loopback host (127.0.0.1, ::1, localhost)",
+        "test.ini [xmpp] tls: off can leave the link unencrypted; it needs a loopback host "
+        "(127.0.0.1, ::1, localhost) or allow_plaintext = true",
         "test.ini [xmpp] ca_file: not a file: '/nope'",
         "test.ini [presence] public: must be true with mode = client: an account cannot read other "
         "users' rosters; only users who added the account are served anyway",
     ]
+
+
+def test_clientModeWithoutTLSNeedsAllowPlaintextForOtherHosts():
+    """
+    allow_plaintext lets client mode, too, skip TLS with a host that is
+    not loopback.
+    """
+    text = CLIENT.replace("secret = password", "secret = password\nhost = xmpp.example.com\ntls = off")
+    assert len(problems(text)) == 1
+    xmpp = config.fromString(text.replace("tls = off", "tls = off\nallow_plaintext = yes")).xmpp
+    assert (xmpp.host, xmpp.tls) == ("xmpp.example.com", "off")
 
 
 def test_clientKeysRefusedInComponentMode():
