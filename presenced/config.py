@@ -14,6 +14,7 @@ from ipaddress import IPv4Network, IPv6Network, ip_address, ip_network
 from pathlib import Path
 from typing import Callable
 
+from cryptography import x509
 from twisted.internet.endpoints import serverFromString
 from twisted.words.protocols.jabber.jid import InvalidFormat, JID
 
@@ -74,8 +75,9 @@ class XMPPSettings:
         account and be served.
     @ivar tls: client mode: C{"required"} (STARTTLS), C{"direct"} (TLS
         from the first byte, XEP-0368), C{"optional"} or C{"off"}.
-    @ivar ca_file: client mode: CA certificates to verify the server
-        with, instead of the system's.
+    @ivar ca_file: client mode: a PEM bundle of CA certificates, every
+        one of them trusted to verify the server with, instead of the
+        system's.
     """
 
     jid: str
@@ -335,6 +337,25 @@ def _file(raw: str) -> Path:
     return path
 
 
+def caCertificates(path: Path) -> list[x509.Certificate]:
+    """
+    Every certificate of the PEM bundle at C{path}.
+
+    @raise ValueError: if it holds none, or one that cannot be read.
+    @raise OSError: if the file cannot be read.
+    """
+    return x509.load_pem_x509_certificates(path.read_bytes())
+
+
+def _caFile(raw: str) -> Path:
+    path = _file(raw)
+    try:
+        caCertificates(path)
+    except (OSError, ValueError):
+        raise ValueError(f"not a readable PEM file of certificates: {raw!r}") from None
+    return path
+
+
 def _isLoopback(host: str | None) -> bool:
     if host == "localhost":
         return True
@@ -390,7 +411,7 @@ def _xmppSettings(read: _Reader) -> XMPPSettings:
         domain=accountDomain,
         allow_domains=read.value("xmpp", "allow_domains", _domains, (accountDomain,) if accountDomain else ()),
         tls=tls,
-        ca_file=read.value("xmpp", "ca_file", _file, None),
+        ca_file=read.value("xmpp", "ca_file", _caFile, None),
     )
 
 

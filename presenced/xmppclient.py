@@ -15,6 +15,7 @@ import presenced.wokkel_compat  # noqa: F401  (must precede wokkel)
 from pathlib import Path
 
 import scramp
+from cryptography.hazmat.primitives.serialization import Encoding
 
 from twisted.internet import ssl
 from twisted.internet.interfaces import ISSLTransport
@@ -25,7 +26,7 @@ from twisted.words.protocols.jabber.jid import JID
 from wokkel.xmppim import PresenceClientProtocol, RosterClientProtocol
 from zope.interface import implementer
 
-from presenced.config import XMPPSettings
+from presenced.config import XMPPSettings, caCertificates
 from presenced.xmpp import LinkService
 
 
@@ -95,7 +96,8 @@ class AccountAuthenticator(client.XMPPAuthenticator):
 
     @ivar tls: C{"required"}, C{"direct"} (the connection is TLS already),
         C{"optional"} or C{"off"}.
-    @ivar caFile: PEM CA certificates to trust instead of the system's.
+    @ivar caFile: a PEM bundle of CA certificates, all of them trusted
+        instead of the system's.
     """
 
     def __init__(self, jid: JID, password: str, tls: str, caFile: Path | None) -> None:
@@ -116,13 +118,17 @@ class AccountAuthenticator(client.XMPPAuthenticator):
         ]
         xs.initializers = initializers
 
-
     def tlsOptions(self):
         """
         TLS client options that verify the server's certificate for the
-        account's domain, against C{caFile} or the system's CAs.
+        account's domain, against every certificate of C{caFile} or the
+        system's CAs.
         """
-        trust = ssl.Certificate.loadPEM(self.caFile.read_bytes()) if self.caFile else None
+        trust = None
+        if self.caFile:
+            trust = ssl.trustRootFromCertificates([
+                ssl.Certificate.loadPEM(certificate.public_bytes(Encoding.PEM))
+                for certificate in caCertificates(self.caFile)])
         return ssl.optionsForClientTLS(self.jid.host, trustRoot=trust)
 
 

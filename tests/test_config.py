@@ -279,6 +279,17 @@ def test_clientModeWithoutTLSNeedsAllowPlaintextForOtherHosts():
     assert (xmpp.host, xmpp.tls) == ("xmpp.example.com", "off")
 
 
+def test_caFileMustHoldCertificates(tmp_path):
+    """
+    A ca_file that holds no PEM certificate is refused.
+    """
+    bundle = tmp_path / "ca.pem"
+    bundle.write_text("not a certificate\n")
+    assert problems(CLIENT.replace("secret = password", f"secret = password\nca_file = {bundle}")) == [
+        f"test.ini [xmpp] ca_file: not a readable PEM file of certificates: '{bundle}'"
+    ]
+
+
 def test_clientKeysRefusedInComponentMode():
     """
     Keys that only client mode uses are errors in component mode.

@@ -145,6 +145,25 @@ async def test_loginOverVerifiedTLS(tls_world):
 
 
 @pytest_twisted.ensureDeferred
+async def test_everyCertificateOfTheCABundleIsTrusted(tls_world, tmp_path):
+    """
+    Every certificate of a ca_file bundle is trusted, not only the first:
+    the login verifies with the server's CA second in the bundle.
+    """
+    from presenced.sandbox.certificates import selfSigned
+
+    world = tls_world
+    bot = world.user("bot")
+    otherCA, _ = selfSigned("other-ca.test", tmp_path)
+    bundle = tmp_path / "bundle.pem"
+    bundle.write_bytes(otherCA.read_bytes() + world.server.certificate.read_bytes())
+    world.service = PresenceService(fromString(tlsSettings(world, bot, str(bundle))), reactor)
+    world.service.startService()
+    await until(lambda: world.service.link.connected)
+    assert ISSLTransport.providedBy(world.service.connection.xmlstream.transport)
+
+
+@pytest_twisted.ensureDeferred
 async def test_untrustedCertificateRefused(tls_world):
     """
     A server certificate that does not verify stops the login; nothing is
