@@ -241,7 +241,7 @@ class ComponentMode:
     def __init__(self, settings: Settings, reactor, tracker: PresenceTracker, link: LinkMonitor) -> None:
         xmpp, presence = settings.xmpp, settings.presence
         self.connection = ComponentConnection(reactor, xmpp)
-        self.privileges = PrivilegeListener(xmpp.domain)
+        self.privileges = PrivilegeListener(xmpp.domain, reactor)
         self.rosterReader = RosterReader(link, presence.roster_timeout)
         self.checker = ResourceChecker(tracker, reactor, xmpp.resource_check, presence.roster_timeout)
         self.handlers = [self.privileges, self.rosterReader, self.checker]
@@ -273,7 +273,7 @@ class ClientMode:
     def __init__(self, settings: Settings, reactor, tracker: PresenceTracker, link: LinkMonitor) -> None:
         self.connection = ClientConnection(reactor, settings.xmpp)
         self.contacts = ContactRoster(settings.xmpp.servedDomains)
-        self.handlers = [self.contacts, ConsentKeeper(self.contacts)]
+        self.handlers = [self.contacts, ConsentKeeper(self.contacts, reactor)]
         self.policy = self.contacts
 
     def apply(self, settings: Settings) -> None:

@@ -33,6 +33,7 @@ from wokkel.xmppim import RosterItem, RosterRequest
 
 from presenced.config import XMPPSettings
 from presenced.presence import PresenceTracker, ResourcePresence, stateFromShow
+from presenced.ratelimit import RateLimitedLog
 from presenced.streamparser import LinkXmlStream
 
 NS_COMPONENT = "jabber:component:accept"
@@ -285,6 +286,7 @@ class ResourceChecker(XMPPHandler):
         self.clock = clock
         self.interval = interval
         self.timeout = timeout
+        self.gone = RateLimitedLog(self.log, clock)
         self._loop: task.LoopingCall | None = None
 
     def connectionInitialized(self) -> None:
@@ -327,7 +329,7 @@ class ResourceChecker(XMPPHandler):
 
     def _answered(self, failure, user: str, resource: str) -> None:
         if failure.check(jabber_error.StanzaError) and failure.value.condition in self.GONE:
-            self.log.info("{user}/{resource} is gone; showing it offline", user=user, resource=resource)
+            self.gone.info("{user}/{resource} is gone; showing it offline", user=user, resource=resource)
             self.tracker.unavailable(user, resource, None)
 
 
@@ -336,17 +338,19 @@ class PrivilegeListener(XMPPHandler):
     Takes note of the XEP-0356 privileges the server grants.
 
     Logs what was granted, and warns when the presence or roster permission
-    that presenced needs is missing.
+    that presenced needs is missing.  Advertisements from anyone but the
+    server are ignored, with a warning at most once a minute.
 
     @ivar granted: permission access name to type, as last advertised.
     """
 
     log = Logger()
 
-    def __init__(self, serverDomain: str) -> None:
+    def __init__(self, serverDomain: str, clock: IReactorTime) -> None:
         super().__init__()
         self.serverDomain = serverDomain
         self.granted: dict[str, str] = {}
+        self.impostors = RateLimitedLog(self.log, clock)
 
     def connectionInitialized(self) -> None:
         self.granted = {}
@@ -360,7 +364,7 @@ class PrivilegeListener(XMPPHandler):
         if privilege.uri not in NS_PRIVILEGE:
             return
         if element.getAttribute("from") != self.serverDomain:
-            self.log.warn(
+            self.impostors.warn(
                 "Ignoring a privilege advertisement from {sender!r}, not the server {server}",
                 sender=element.getAttribute("from"),
                 server=self.serverDomain,

@@ -18,7 +18,7 @@ import scramp
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from twisted.internet import ssl
-from twisted.internet.interfaces import ISSLTransport
+from twisted.internet.interfaces import IReactorTime, ISSLTransport
 from twisted.logger import Logger
 from twisted.names.srvconnect import SRVConnector
 from twisted.words.protocols.jabber import client, sasl, sasl_mechanisms, xmlstream
@@ -27,6 +27,7 @@ from wokkel.xmppim import PresenceClientProtocol, RosterClientProtocol
 from zope.interface import implementer
 
 from presenced.config import XMPPSettings, caCertificates
+from presenced.ratelimit import RateLimitedLog
 from presenced.xmpp import LinkService
 
 
@@ -215,14 +216,16 @@ class ConsentKeeper(PresenceClientProtocol):
     Answers subscription requests: users of the allowed domains are
     approved and asked for their presence in return; others are refused.
     Once the roster is read, sends the account's initial presence, which
-    makes the server send the contacts' presence.
+    makes the server send the contacts' presence.  Anyone may send
+    requests, so each kind of answer is logged at most once a minute.
     """
 
     log = Logger()
 
-    def __init__(self, roster: ContactRoster) -> None:
+    def __init__(self, roster: ContactRoster, clock: IReactorTime) -> None:
         super().__init__()
         self.roster = roster
+        self.requests = RateLimitedLog(self.log, clock)
 
     def connectionInitialized(self) -> None:
         super().connectionInitialized()
@@ -234,11 +237,11 @@ class ConsentKeeper(PresenceClientProtocol):
 
     def subscribeReceived(self, entity: JID) -> None:
         if entity.user is not None and entity.host in self.roster.allowDomains:
-            self.log.info("{user} shares their presence with the account", user=entity.userhost())
+            self.requests.info("{user} shares their presence with the account", user=entity.userhost())
             self.subscribed(entity)
             self.subscribe(entity.userhostJID())
         else:
-            self.log.info("Refusing a subscription request from {user}: not an allowed domain",
+            self.requests.info("Refusing a subscription request from {user}: not an allowed domain",
                           user=entity.full())
             self.unsubscribed(entity)
 

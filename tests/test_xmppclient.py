@@ -5,9 +5,10 @@ Tests for L{presenced.xmppclient}: client-mode login choices and consent.
 from types import SimpleNamespace
 
 import pytest
-from twisted.internet import defer
+from twisted.internet import defer, task
 from twisted.internet.interfaces import ISSLTransport
 from twisted.internet.testing import StringTransport
+from twisted.logger import capturedLogs
 from twisted.words.protocols.jabber import sasl, sasl_mechanisms, xmlstream
 from twisted.words.protocols.jabber.jid import JID
 from twisted.words.xish import domish
@@ -68,9 +69,9 @@ def test_tlsInitializerRequiredUnlessOff():
         assert found == ([] if expected is None else [expected])
 
 
-def keeper(domains=frozenset({"example.test"})):
+def keeper(domains=frozenset({"example.test"}), clock=None):
     roster = ContactRoster(domains)
-    consent = ConsentKeeper(roster)
+    consent = ConsentKeeper(roster, clock or task.Clock())
     stub = XmlStreamStub()
     consent.parent = SimpleNamespace(send=stub.xmlstream.send)
     consent.makeConnection(stub.xmlstream)
@@ -95,6 +96,22 @@ def test_subscriptionFromOtherDomainRefused():
     roster, consent, stub = keeper()
     consent.subscribeReceived(JID("mallory@elsewhere.test"))
     assert [(e["type"], e["to"]) for e in stub.output] == [("unsubscribed", "mallory@elsewhere.test")]
+
+
+def test_refusedSubscriptionsLoggedAtMostOnceAMinute():
+    """
+    Anyone can send subscription requests; refusals are logged at most
+    once a minute, with the number left out.
+    """
+    clock = task.Clock()
+    roster, consent, stub = keeper(clock=clock)
+    with capturedLogs() as events:
+        for number in range(50):
+            consent.subscribeReceived(JID(f"mallory{number}@elsewhere.test"))
+        clock.advance(60)
+        consent.subscribeReceived(JID("eve@elsewhere.test"))
+    assert [e["suppressed"] for e in events] == [0, 49]
+    assert len(stub.output) == 51
 
 
 def test_contactsAreWhosePresenceIsReceived():
@@ -128,7 +145,6 @@ def test_rosterPushFromOwnAccountAccepted():
     Roster pushes that carry the account's bare JID as sender (as ejabberd
     sends them) update the contacts.
     """
-    from twisted.internet import task
     from presenced.config import fromString
     from presenced.xmppclient import ClientConnection
 
