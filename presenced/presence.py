@@ -174,6 +174,13 @@ class PresenceTracker:
         """
         return [(user, p.resource) for user, resources in self._online.items() for p in resources]
 
+    def forget(self, user: str) -> None:
+        """
+        Forget C{user}'s presence: they are offline, without a status.
+        """
+        self._online.pop(user, None)
+        self._offline.pop(user, None)
+
     def clear(self) -> None:
         """
         Forget everything: presence is no longer known.

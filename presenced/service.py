@@ -55,8 +55,8 @@ class PresenceService(MultiService):
 
         xmpp, presence = settings.xmpp, settings.presence
         self.link = LinkMonitor(reactor)
-        self.feed = PresenceFeed(self.tracker, xmpp.servedDomains, reactor)
         self.mode = (ClientMode if xmpp.mode == "client" else ComponentMode)(settings, reactor, self.tracker, self.link)
+        self.feed = PresenceFeed(self.tracker, xmpp.servedDomains, reactor, self.mode.tracks)
         self.connection = self.mode.connection
         self.connection.setName("xmpp")
         self.connection.setServiceParent(self)
@@ -236,7 +236,10 @@ class ComponentMode:
 
     @ivar handlers: what the link needs besides the presence feed.
     @ivar policy: who may see whom.
+    @ivar tracks: whose presence the feed tracks: every user of the domain.
     """
+
+    tracks = None
 
     def __init__(self, settings: Settings, reactor, tracker: PresenceTracker, link: LinkMonitor) -> None:
         xmpp, presence = settings.xmpp, settings.presence
@@ -268,13 +271,15 @@ class ClientMode:
 
     @ivar handlers: what the link needs besides the presence feed.
     @ivar policy: who may be seen: the consenting contacts.
+    @ivar tracks: whose presence the feed tracks: the consenting contacts'.
     """
 
     def __init__(self, settings: Settings, reactor, tracker: PresenceTracker, link: LinkMonitor) -> None:
         self.connection = ClientConnection(reactor, settings.xmpp)
-        self.contacts = ContactRoster(settings.xmpp.servedDomains)
+        self.contacts = ContactRoster(settings.xmpp.servedDomains, tracker)
         self.handlers = [self.contacts, ConsentKeeper(self.contacts, reactor)]
         self.policy = self.contacts
+        self.tracks = self.contacts.isContact
 
     def apply(self, settings: Settings) -> None:
         """

@@ -207,19 +207,25 @@ def _priority(text: str | None) -> int:
 
 class PresenceFeed(XMPPHandler):
     """
-    Feeds every presence of the served domains' users into the model.
+    Feeds every presence of the served domains' users into the model, or
+    of those users that C{tracks} accepts.
 
     Presence from other domains, from the bare domain, with an unparseable
     sender, or of types other than available and unavailable is ignored.
     When the link is lost, the model is cleared: presence is no longer
     known.
+
+    @ivar tracks: whether to track a user (a normalised bare JID) of a
+        served domain; C{None} tracks all of them.
     """
 
-    def __init__(self, tracker: PresenceTracker, domains: frozenset[str], clock: IReactorTime) -> None:
+    def __init__(self, tracker: PresenceTracker, domains: frozenset[str], clock: IReactorTime,
+                 tracks: Callable[[str], bool] | None = None) -> None:
         super().__init__()
         self.tracker = tracker
         self.domains = domains
         self.clock = clock
+        self.tracks = tracks
 
     def connectionInitialized(self) -> None:
         self.xmlstream.addObserver("/presence", self.onPresence)
@@ -235,6 +241,8 @@ class PresenceFeed(XMPPHandler):
         if sender is None:
             return
         user, resource = sender
+        if self.tracks is not None and not self.tracks(user):
+            return
         kind = element.getAttribute("type")
         if kind == "unavailable":
             self.tracker.unavailable(user, resource, _presenceFields(element)[1])

@@ -5,7 +5,8 @@ presence of the users who added it as a contact.
 Consent is the roster: a user who wants their presence published asks for
 the account's presence (adds it to their roster); presenced approves users
 of the allowed domains and asks for theirs in return.  It serves exactly
-the contacts whose presence it receives (subscription C{to} or C{both}).
+the contacts whose presence it receives (subscription C{to} or C{both}),
+and tracks the presence of no one else.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from wokkel.xmppim import PresenceClientProtocol, RosterClientProtocol
 from zope.interface import implementer
 
 from presenced.config import XMPPSettings, caCertificates
+from presenced.presence import PresenceTracker
 from presenced.ratelimit import RateLimitedLog
 from presenced.xmpp import LinkService
 
@@ -175,40 +177,57 @@ class ContactRoster(RosterClientProtocol):
     The account's roster, as far as consent goes: the contacts of allowed
     domains whose presence the account receives.  Kept while the link is
     down (consent does not lapse with it) and read again on every login.
+    A contact who no longer shares their presence is forgotten by the
+    presence model.
 
     @ivar contacts: their bare JIDs.
     """
 
-    def __init__(self, allowDomains: frozenset[str]) -> None:
+    def __init__(self, allowDomains: frozenset[str], tracker: PresenceTracker) -> None:
         super().__init__()
         self.allowDomains = allowDomains
+        self.tracker = tracker
         self.contacts: set[str] = set()
 
     def load(self, roster) -> None:
         """
         Take the contacts from a fetched roster.
         """
-        self.contacts = set()
+        before, self.contacts = self.contacts, set()
         for entity, item in roster.items():
             self._update(entity, item.subscriptionTo)
+        for user in before - self.contacts:
+            self.tracker.forget(user)
 
     def _update(self, entity: JID, receivesPresence: bool) -> None:
         if receivesPresence and entity.user is not None and entity.host in self.allowDomains:
             self.contacts.add(entity.userhost())
         else:
-            self.contacts.discard(entity.userhost())
+            self._drop(entity.userhost())
+
+    def _drop(self, user: str) -> None:
+        if user in self.contacts:
+            self.contacts.discard(user)
+            self.tracker.forget(user)
 
     def setReceived(self, request) -> None:
         self._update(request.item.entity, request.item.subscriptionTo)
 
     def removeReceived(self, request) -> None:
-        self.contacts.discard(request.item.entity.userhost())
+        self._drop(request.item.entity.userhost())
+
+    def isContact(self, user: str) -> bool:
+        """
+        Whether C{user} (a normalised bare JID) shares their presence with
+        the account: the only users whose presence is tracked and shown.
+        """
+        return user in self.contacts
 
     def mayView(self, user: str, requester: str | None) -> bool:
         """
         Whether C{user}'s presence may be shown: they shared it.
         """
-        return user in self.contacts
+        return self.isContact(user)
 
 
 class ConsentKeeper(PresenceClientProtocol):

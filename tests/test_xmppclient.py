@@ -15,6 +15,7 @@ from twisted.words.xish import domish
 from wokkel.test.helpers import XmlStreamStub
 from zope.interface import directlyProvides
 
+from presenced.presence import OFFLINE, PresenceTracker, State
 from presenced.xmppclient import AccountAuthenticator, ConsentKeeper, ContactRoster, _SafeSASLInitializer
 
 
@@ -70,7 +71,7 @@ def test_tlsInitializerRequiredUnlessOff():
 
 
 def keeper(domains=frozenset({"example.test"}), clock=None):
-    roster = ContactRoster(domains)
+    roster = ContactRoster(domains, PresenceTracker())
     consent = ConsentKeeper(roster, clock or task.Clock())
     stub = XmlStreamStub()
     consent.parent = SimpleNamespace(send=stub.xmlstream.send)
@@ -140,40 +141,76 @@ def test_contactsAreWhosePresenceIsReceived():
     assert roster.mayView("both@example.test", None) is False
 
 
-def test_rosterPushFromOwnAccountAccepted():
+class ClientLink:
     """
-    Roster pushes that carry the account's bare JID as sender (as ejabberd
-    sends them) update the contacts.
+    presenced in client mode, logged in over an in-memory stream.
     """
-    from presenced.config import fromString
-    from presenced.xmppclient import ClientConnection
 
-    settings = fromString("""
+    def __init__(self, extra: str = "") -> None:
+        from presenced.config import fromString
+        from presenced.service import PresenceService
+
+        self.clock = task.Clock()
+        self.service = PresenceService(fromString(f"""
 [xmpp]
 mode = client
 jid = bot@example.test/web
 secret = pw
 host = 127.0.0.1
 tls = off
+{extra}
 [http]
 listen = tcp:0:interface=127.0.0.1
 [presence]
 public = true
-""").xmpp
-    connection = ClientConnection(task.Clock(), settings)
-    roster = ContactRoster(frozenset({"example.test"}))
-    roster.setHandlerParent(connection)
-    xs = connection.factory.buildProtocol(None)
-    transport = StringTransport()
-    xs.makeConnection(transport)
-    xs.dataReceived(b"<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' "
-                    b"from='example.test' id='s' version='1.0'>")
-    xs.dispatch(xs, xmlstream.STREAM_AUTHD_EVENT)
-    xs.dataReceived(b"<iq type='set' id='p1' from='bot@example.test' to='bot@example.test/web'>"
-                    b"<query xmlns='jabber:iq:roster'><item jid='alice@example.test' subscription='both'/>"
-                    b"</query></iq>")
-    assert roster.contacts == {"alice@example.test"}
-    assert b"type='result'" in transport.value()
+"""), self.clock)
+        self.xs = self.service.connection.factory.buildProtocol(None)
+        self.transport = StringTransport()
+        self.xs.makeConnection(self.transport)
+        self.receive("<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' "
+                     "from='example.test' id='s' version='1.0'>")
+        self.xs.dispatch(self.xs, xmlstream.STREAM_AUTHD_EVENT)
+
+    def receive(self, xml: str) -> None:
+        self.xs.dataReceived(xml.encode("utf-8"))
+
+    def rosterPush(self, jid: str, subscription: str) -> None:
+        self.receive(f"<iq type='set' id='push-{jid}' from='bot@example.test'>"
+                     f"<query xmlns='jabber:iq:roster'><item jid='{jid}' subscription='{subscription}'/>"
+                     "</query></iq>")
+
+
+def test_onlyContactsAreTracked():
+    """
+    Presence sent to the account by a user of an allowed domain who is not
+    a contact is not tracked; a contact's is, until they stop sharing it.
+    """
+    link = ClientLink()
+    link.receive("<presence from='stranger@example.test/phone'><status>Let me in</status></presence>")
+    assert link.service.tracker.shown("stranger@example.test") is OFFLINE
+    assert link.service.health()[1]["users_online"] == 0
+
+    link.rosterPush("alice@example.test", "both")
+    link.receive("<presence from='alice@example.test/desk'><show>dnd</show></presence>")
+    assert link.service.tracker.shown("alice@example.test").state is State.DND
+
+    link.rosterPush("alice@example.test", "from")
+    assert link.service.tracker.shown("alice@example.test") is OFFLINE
+    link.rosterPush("bob@example.test", "to")
+    link.receive("<presence from='bob@example.test/desk'/>")
+    link.rosterPush("bob@example.test", "remove")
+    assert link.service.health()[1]["users_online"] == 0
+
+
+def test_rosterPushFromOwnAccountAccepted():
+    """
+    Roster pushes that carry the account's bare JID as sender (as ejabberd
+    sends them) update the contacts.
+    """
+    link = ClientLink()
+    link.rosterPush("alice@example.test", "both")
+    assert link.service.mode.contacts.contacts == {"alice@example.test"}
+    assert b"type='result'" in link.transport.value()
 
 
 @pytest.mark.parametrize("offered,expected", [

@@ -13,6 +13,7 @@ from twisted.logger import capturedLogs, formatEvent
 from twisted.words.protocols.jabber.jid import JID
 
 from presenced.config import fromString
+from presenced.presence import State
 from presenced.service import PresenceService
 
 from conftest import PASSWORD, until
@@ -68,6 +69,29 @@ async def test_consentingUserIsServed(world):
 
     sharing.presence.unsubscribed(JID(bot))
     await world.waitForText(f"jid={sharer}", "Forbidden")
+
+
+@pytest_twisted.ensureDeferred
+async def test_nonContactPresenceIsNotTracked(world):
+    """
+    A user of an allowed domain who is not a contact and sends presence
+    to the account is neither shown nor tracked.
+    """
+    bot, sharer, stranger = world.user("bot"), world.user("sharer"), world.user("stranger")
+    await startClientMode(world, bot)
+    sharing = await world.login(sharer)
+    sharing.available(status="Before")
+    sharing.subscribe(bot)
+    await world.waitForText(f"jid={sharer}", "Before")
+
+    pushing = await world.login(stranger)
+    pushing.presence.available(entity=JID(bot), statuses={None: "Let me in"})
+    await pushing.rosterItems()
+    sharing.available(status="After")
+    await world.waitForText(f"jid={sharer}", "After")
+    assert await world.text(f"jid={stranger}") == "Forbidden"
+    assert world.service.tracker.shown(stranger).state is State.OFFLINE
+    assert world.service.health()[1]["users_online"] == 1
 
 
 @pytest_twisted.ensureDeferred
