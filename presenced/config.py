@@ -78,6 +78,8 @@ class XMPPSettings:
     @ivar ca_file: client mode: a PEM bundle of CA certificates, every
         one of them trusted to verify the server with, instead of the
         system's.
+    @ivar max_contacts: client mode: the most roster entries with a
+        subscription; beyond, new users' subscription requests are refused.
     """
 
     jid: str
@@ -90,6 +92,7 @@ class XMPPSettings:
     allow_domains: tuple[str, ...] = ()
     tls: str = "required"
     ca_file: Path | None = None
+    max_contacts: int = 10_000
 
     @property
     def servedDomains(self) -> frozenset[str]:
@@ -257,6 +260,16 @@ def _positiveSeconds(raw: str) -> float:
     return value
 
 
+def _positiveCount(raw: str) -> int:
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ValueError(f"not a whole number: {raw!r}") from None
+    if value < 1:
+        raise ValueError(f"must be at least 1: {raw!r}")
+    return value
+
+
 def _endpoints(raw: str) -> tuple[str, ...]:
     from twisted.internet import reactor
 
@@ -302,7 +315,7 @@ def _networks(raw: str) -> tuple[IPv4Network | IPv6Network, ...]:
     return tuple(networks)
 
 
-_CLIENT_ONLY = ("allow_domains", "tls", "ca_file")
+_CLIENT_ONLY = ("allow_domains", "tls", "ca_file", "max_contacts")
 
 
 def _accountJID(raw: str) -> str:
@@ -412,6 +425,7 @@ def _xmppSettings(read: _Reader) -> XMPPSettings:
         allow_domains=read.value("xmpp", "allow_domains", _domains, (accountDomain,) if accountDomain else ()),
         tls=tls,
         ca_file=read.value("xmpp", "ca_file", _caFile, None),
+        max_contacts=read.value("xmpp", "max_contacts", _positiveCount, 10_000),
     )
 
 

@@ -276,7 +276,7 @@ class ClientMode:
 
     def __init__(self, settings: Settings, reactor, tracker: PresenceTracker, link: LinkMonitor) -> None:
         self.connection = ClientConnection(reactor, settings.xmpp)
-        self.contacts = ContactRoster(settings.xmpp.servedDomains, tracker)
+        self.contacts = ContactRoster(settings.xmpp.servedDomains, tracker, settings.xmpp.max_contacts)
         self.handlers = [self.contacts, ConsentKeeper(self.contacts, reactor)]
         self.policy = self.contacts
         self.tracks = self.contacts.isContact
@@ -286,6 +286,7 @@ class ClientMode:
         Use new settings from now on (a changed link is reconnected apart).
         """
         self.contacts.allowDomains = settings.xmpp.servedDomains
+        self.contacts.maxContacts = settings.xmpp.max_contacts
 
 
 def _isTLS(description: str) -> bool:

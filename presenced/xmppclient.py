@@ -24,7 +24,7 @@ from twisted.logger import Logger
 from twisted.names.srvconnect import SRVConnector
 from twisted.words.protocols.jabber import client, sasl, sasl_mechanisms, xmlstream
 from twisted.words.protocols.jabber.jid import JID
-from wokkel.xmppim import PresenceClientProtocol, RosterClientProtocol
+from wokkel.xmppim import PresenceClientProtocol, RosterClientProtocol, RosterItem
 from zope.interface import implementer
 
 from presenced.config import XMPPSettings, caCertificates
@@ -178,32 +178,42 @@ class ContactRoster(RosterClientProtocol):
     domains whose presence the account receives.  Kept while the link is
     down (consent does not lapse with it) and read again on every login.
     A contact who no longer shares their presence is forgotten by the
-    presence model.
+    presence model.  The roster holds at most C{maxContacts} entries with
+    a subscription, either way or asked for.
 
     @ivar contacts: their bare JIDs.
+    @ivar members: the bare JIDs of the roster entries with a subscription
+        either way, or one asked for.
     """
 
-    def __init__(self, allowDomains: frozenset[str], tracker: PresenceTracker) -> None:
+    def __init__(self, allowDomains: frozenset[str], tracker: PresenceTracker, maxContacts: int) -> None:
         super().__init__()
         self.allowDomains = allowDomains
         self.tracker = tracker
+        self.maxContacts = maxContacts
         self.contacts: set[str] = set()
+        self.members: set[str] = set()
 
     def load(self, roster) -> None:
         """
         Take the contacts from a fetched roster.
         """
-        before, self.contacts = self.contacts, set()
-        for entity, item in roster.items():
-            self._update(entity, item.subscriptionTo)
+        before, self.contacts, self.members = self.contacts, set(), set()
+        for item in roster.values():
+            self._update(item)
         for user in before - self.contacts:
             self.tracker.forget(user)
 
-    def _update(self, entity: JID, receivesPresence: bool) -> None:
-        if receivesPresence and entity.user is not None and entity.host in self.allowDomains:
-            self.contacts.add(entity.userhost())
+    def _update(self, item: RosterItem) -> None:
+        entity, user = item.entity, item.entity.userhost()
+        if item.subscriptionTo or item.subscriptionFrom or item.pendingOut:
+            self.members.add(user)
         else:
-            self._drop(entity.userhost())
+            self.members.discard(user)
+        if item.subscriptionTo and entity.user is not None and entity.host in self.allowDomains:
+            self.contacts.add(user)
+        else:
+            self._drop(user)
 
     def _drop(self, user: str) -> None:
         if user in self.contacts:
@@ -211,10 +221,23 @@ class ContactRoster(RosterClientProtocol):
             self.tracker.forget(user)
 
     def setReceived(self, request) -> None:
-        self._update(request.item.entity, request.item.subscriptionTo)
+        self._update(request.item)
 
     def removeReceived(self, request) -> None:
+        self.members.discard(request.item.entity.userhost())
         self._drop(request.item.entity.userhost())
+
+    def admit(self, user: str) -> bool:
+        """
+        Make room in the roster for C{user}, about to be approved, if there
+        is room (or they are in it already).
+
+        @return: whether there was.
+        """
+        if user not in self.members and len(self.members) >= self.maxContacts:
+            return False
+        self.members.add(user)
+        return True
 
     def isContact(self, user: str) -> bool:
         """
@@ -233,7 +256,8 @@ class ContactRoster(RosterClientProtocol):
 class ConsentKeeper(PresenceClientProtocol):
     """
     Answers subscription requests: users of the allowed domains are
-    approved and asked for their presence in return; others are refused.
+    approved and asked for their presence in return while the roster has
+    room for them; others are refused.
     Once the roster is read, sends the account's initial presence, which
     makes the server send the contacts' presence.  Anyone may send
     requests, so each kind of answer is logged at most once a minute.
@@ -255,14 +279,19 @@ class ConsentKeeper(PresenceClientProtocol):
         self.log.error("Could not read the account's roster: {why}", why=reason.getErrorMessage())
 
     def subscribeReceived(self, entity: JID) -> None:
-        if entity.user is not None and entity.host in self.roster.allowDomains:
+        if entity.user is None or entity.host not in self.roster.allowDomains:
+            self.requests.info("Refusing a subscription request from {user}: not an allowed domain",
+                               user=entity.full())
+            self.unsubscribed(entity)
+        elif not self.roster.admit(entity.userhost()):
+            self.requests.warn("Refusing a subscription request from {user}: the roster is full "
+                               "([xmpp] max_contacts = {limit})", user=entity.userhost(),
+                               limit=self.roster.maxContacts)
+            self.unsubscribed(entity)
+        else:
             self.requests.info("{user} shares their presence with the account", user=entity.userhost())
             self.subscribed(entity)
             self.subscribe(entity.userhostJID())
-        else:
-            self.requests.info("Refusing a subscription request from {user}: not an allowed domain",
-                          user=entity.full())
-            self.unsubscribed(entity)
 
     def unsubscribeReceived(self, entity: JID) -> None:
         self.unsubscribed(entity)

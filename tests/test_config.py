@@ -234,6 +234,7 @@ def test_clientModeDefaults():
     xmpp = config.fromString(CLIENT).xmpp
     assert (xmpp.mode, xmpp.jid, xmpp.domain) == ("client", "presence-bot@example.com/web", "example.com")
     assert (xmpp.host, xmpp.port, xmpp.tls, xmpp.ca_file) == (None, 5222, "required", None)
+    assert xmpp.max_contacts == 10_000
     assert xmpp.servedDomains == frozenset({"example.com"})
 
 
@@ -287,6 +288,21 @@ def test_caFileMustHoldCertificates(tmp_path):
     bundle.write_text("not a certificate\n")
     assert problems(CLIENT.replace("secret = password", f"secret = password\nca_file = {bundle}")) == [
         f"test.ini [xmpp] ca_file: not a readable PEM file of certificates: '{bundle}'"
+    ]
+
+
+def test_maxContacts():
+    """
+    max_contacts is a whole number of at least 1, and only for client mode.
+    """
+    withMax = CLIENT.replace("secret = password", "secret = password\nmax_contacts = {}").format
+    assert config.fromString(withMax("25")).xmpp.max_contacts == 25
+    assert problems(withMax("0")) + problems(withMax("many")) == [
+        "test.ini [xmpp] max_contacts: must be at least 1: '0'",
+        "test.ini [xmpp] max_contacts: not a whole number: 'many'",
+    ]
+    assert problems(MINIMAL.replace("secret = s3cret", "secret = s3cret\nmax_contacts = 5")) == [
+        "test.ini [xmpp] max_contacts: only used with mode = client"
     ]
 
 

@@ -8,7 +8,7 @@ import pytest
 from twisted.internet import defer, task
 from twisted.internet.interfaces import ISSLTransport
 from twisted.internet.testing import StringTransport
-from twisted.logger import capturedLogs
+from twisted.logger import LogLevel, capturedLogs
 from twisted.words.protocols.jabber import sasl, sasl_mechanisms, xmlstream
 from twisted.words.protocols.jabber.jid import JID
 from twisted.words.xish import domish
@@ -70,8 +70,8 @@ def test_tlsInitializerRequiredUnlessOff():
         assert found == ([] if expected is None else [expected])
 
 
-def keeper(domains=frozenset({"example.test"}), clock=None):
-    roster = ContactRoster(domains, PresenceTracker())
+def keeper(domains=frozenset({"example.test"}), clock=None, maxContacts=10_000):
+    roster = ContactRoster(domains, PresenceTracker(), maxContacts)
     consent = ConsentKeeper(roster, clock or task.Clock())
     stub = XmlStreamStub()
     consent.parent = SimpleNamespace(send=stub.xmlstream.send)
@@ -113,6 +113,36 @@ def test_refusedSubscriptionsLoggedAtMostOnceAMinute():
         consent.subscribeReceived(JID("eve@elsewhere.test"))
     assert [e["suppressed"] for e in events] == [0, 49]
     assert len(stub.output) == 51
+
+
+def test_subscriptionsRefusedWhenTheRosterIsFull():
+    """
+    Once the roster holds max_contacts entries with a subscription, new
+    users' requests are refused, with a warning at most once a minute;
+    users already in it, or new ones once there is room again, are
+    approved.
+    """
+    from wokkel.xmppim import RosterItem, RosterRequest
+
+    roster, consent, stub = keeper(maxContacts=2)
+    alice = JID("alice@example.test")
+    roster.load({alice: RosterItem(alice, subscriptionTo=True, subscriptionFrom=True)})
+    with capturedLogs() as events:
+        for user in ("bob", "carol", "dave", "alice"):
+            consent.subscribeReceived(JID(f"{user}@example.test"))
+    assert [(e["type"], e["to"]) for e in stub.output] == [
+        ("subscribed", "bob@example.test"), ("subscribe", "bob@example.test"),
+        ("unsubscribed", "carol@example.test"), ("unsubscribed", "dave@example.test"),
+        ("subscribed", "alice@example.test"), ("subscribe", "alice@example.test"),
+    ]
+    assert [e["user"] for e in events if e["log_level"] == LogLevel.warn] == ["carol@example.test"]
+
+    push = RosterRequest()
+    push.item = RosterItem(alice)
+    push.item.remove = True
+    roster.removeReceived(push)
+    consent.subscribeReceived(JID("carol@example.test"))
+    assert (stub.output[-2]["type"], stub.output[-2]["to"]) == ("subscribed", "carol@example.test")
 
 
 def test_contactsAreWhosePresenceIsReceived():

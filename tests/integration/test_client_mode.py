@@ -94,6 +94,20 @@ async def test_nonContactPresenceIsNotTracked(world):
     assert world.service.health()[1]["users_online"] == 1
 
 
+async def answeredSubscription(client, account: str):
+    """
+    Ask for C{account}'s presence and wait for the answer: C{client}'s
+    roster item for it once no longer pending.
+    """
+    client.subscribe(account)
+    for _ in range(100):
+        items = await client.rosterItems()
+        if account in items and not items[account].pendingOut:
+            return items[account]
+        await task.deferLater(reactor, 0.05)
+    raise AssertionError("the account never answered the subscription request")
+
+
 @pytest_twisted.ensureDeferred
 async def test_otherDomainsAreRefused(world):
     """
@@ -103,16 +117,27 @@ async def test_otherDomainsAreRefused(world):
     await startClientMode(world, bot, extra="allow_domains = elsewhere.example")
     sharing = await world.login(sharer)
     sharing.available(status="Hi")
-    sharing.subscribe(bot)
-    for _ in range(100):
-        items = await sharing.rosterItems()
-        if bot in items and not items[bot].pendingOut:
-            break
-        await task.deferLater(reactor, 0.05)
-    else:
-        raise AssertionError("the account never answered the subscription request")
-    assert not items[bot].subscriptionTo
+    assert not (await answeredSubscription(sharing, bot)).subscriptionTo
     assert await world.text(f"jid={sharer}") == "Forbidden"
+
+
+@pytest_twisted.ensureDeferred
+async def test_fullRosterRefusesNewUsers(world):
+    """
+    With max_contacts users in the account's roster, a new user's
+    subscription request is refused, and they are not served.
+    """
+    bot, first, second = world.user("bot"), world.user("first"), world.user("second")
+    await startClientMode(world, bot, extra="max_contacts = 1")
+    sharing = await world.login(first)
+    sharing.available(status="First")
+    assert (await answeredSubscription(sharing, bot)).subscriptionTo
+    await world.waitForText(f"jid={first}", "First")
+
+    late = await world.login(second)
+    late.available(status="Second")
+    assert not (await answeredSubscription(late, bot)).subscriptionTo
+    assert await world.text(f"jid={second}") == "Forbidden"
 
 
 @pytest_twisted.ensureDeferred
