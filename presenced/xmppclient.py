@@ -23,8 +23,9 @@ from twisted.internet.interfaces import IReactorTime, ISSLTransport
 from twisted.logger import Logger
 from twisted.names.srvconnect import SRVConnector
 from twisted.words.protocols.jabber import client, sasl, sasl_mechanisms, xmlstream
-from twisted.words.protocols.jabber.jid import JID
-from wokkel.xmppim import PresenceClientProtocol, RosterClientProtocol, RosterItem
+from twisted.words.protocols.jabber.error import StanzaError
+from twisted.words.protocols.jabber.jid import InvalidFormat, JID
+from wokkel.xmppim import XPATH_ROSTER_SET, PresenceClientProtocol, RosterClientProtocol, RosterItem
 from zope.interface import implementer
 
 from presenced.config import XMPPSettings, caCertificates
@@ -186,6 +187,8 @@ class ContactRoster(RosterClientProtocol):
         either way, or one asked for.
     """
 
+    iqHandlers = {XPATH_ROSTER_SET: "onRosterPush"}
+
     def __init__(self, allowDomains: frozenset[str], tracker: PresenceTracker, maxContacts: int) -> None:
         super().__init__()
         self.allowDomains = allowDomains
@@ -219,6 +222,20 @@ class ContactRoster(RosterClientProtocol):
         if user in self.contacts:
             self.contacts.discard(user)
             self.tracker.forget(user)
+
+    def onRosterPush(self, iq):
+        """
+        Take a roster push, only from the account itself (RFC 6121,
+        2.1.6).  Anyone else's is refused before it is read, and a push
+        that cannot be read is refused too, so that neither is logged.
+        """
+        sender = iq.getAttribute("from")
+        if sender is not None and sender.partition("/")[0] != self.parent.jid.userhost():
+            raise StanzaError("service-unavailable")
+        try:
+            return self._onRosterSet(iq)
+        except (KeyError, InvalidFormat):
+            raise StanzaError("bad-request") from None
 
     def setReceived(self, request) -> None:
         self._update(request.item)

@@ -243,6 +243,39 @@ def test_rosterPushFromOwnAccountAccepted():
     assert b"type='result'" in link.transport.value()
 
 
+def pushFrom(link: ClientLink, sender: str, item: str) -> list:
+    """
+    Receive a roster push; the events logged meanwhile.
+    """
+    link.transport.clear()
+    with capturedLogs() as events:
+        link.receive(f"<iq type='set' id='push' from='{sender}'><query xmlns='jabber:iq:roster'>{item}</query></iq>")
+    return events
+
+
+@pytest.mark.parametrize("item", ["<item/>", "<item jid='a@@b'/>", "<item jid='mallory@example.test' subscription='to'/>"])
+def test_rosterPushFromAnyoneElseRefusedUnread(item):
+    """
+    A roster push from anyone but the account is refused without being
+    read, so that even a malformed one logs nothing.
+    """
+    link = ClientLink()
+    assert pushFrom(link, "mallory@example.test/x", item) == []
+    assert b"<service-unavailable" in link.transport.value()
+    assert link.service.mode.contacts.contacts == set()
+
+
+@pytest.mark.parametrize("item", ["<item/>", "<item jid='a@@b'/>"])
+def test_malformedRosterPushRefused(item):
+    """
+    A roster push from the account that cannot be read is refused as a
+    bad request, and logs nothing.
+    """
+    link = ClientLink()
+    assert pushFrom(link, "bot@example.test", item) == []
+    assert b"<bad-request" in link.transport.value()
+
+
 @pytest.mark.parametrize("offered,expected", [
     (["PLAIN", "SCRAM-SHA-1", "SCRAM-SHA-256"], "SCRAM-SHA-256"),
     (["PLAIN", "SCRAM-SHA-1"], "SCRAM-SHA-1"),

@@ -94,6 +94,25 @@ async def test_nonContactPresenceIsNotTracked(world):
     assert world.service.health()[1]["users_online"] == 1
 
 
+@pytest_twisted.ensureDeferred
+async def test_forgedRosterPushRefusedQuietly(world):
+    """
+    A malformed roster push that another user sends to the account's full
+    JID is answered with an error, and logs no error.
+    """
+    bot, stranger = world.user("bot"), world.user("stranger")
+    await startClientMode(world, bot)
+    forging = await world.login(stranger)
+    answers = []
+    forging._protocol.addObserver("/iq[@id='forged']", answers.append)
+    with capturedLogs() as events:
+        forging.manager.send(f"<iq type='set' id='forged' to='{bot}/presenced'>"
+                             "<query xmlns='jabber:iq:roster'><item/></query></iq>")
+        await until(lambda: answers)
+    assert answers[0]["type"] == "error"
+    assert [e for e in events if e.get("isError") or e.get("log_failure")] == []
+
+
 async def answeredSubscription(client, account: str):
     """
     Ask for C{account}'s presence and wait for the answer: C{client}'s
