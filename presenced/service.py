@@ -67,9 +67,12 @@ class PresenceService(MultiService):
         renderer = AnswerRenderer(loadImages(settings.http.images), presence.labels)
         self.status = StatusResource(self.tracker, self.mode.policy, renderer, xmpp.servedDomains,
                                      _requesterCheck(presence, reactor))
-        self.site = buildSite(self.status, HealthResource(self.health), reactor)
+        self.healthResource = HealthResource(self.health)
+        self.healthResource.detailsFrom = settings.http.health_details_from
+        self.site = buildSite(self.status, self.healthResource, reactor)
         self.site.setAccessLog(self._openAccessLog(settings.http.access_log))
         self.site.logFormatter.trusted = settings.http.trusted_proxies
+        self.status.redirectHosts = settings.http.redirect_hosts
 
         self.http = MultiService()
         self.http.setName("http")
@@ -185,6 +188,8 @@ class PresenceService(MultiService):
         self.status.requesters = _requesterCheck(new.presence, self.reactor)
         self.status.domains = self.feed.domains = new.xmpp.servedDomains
         self.site.logFormatter.trusted = new.http.trusted_proxies
+        self.status.redirectHosts = new.http.redirect_hosts
+        self.healthResource.detailsFrom = new.http.health_details_from
         self.settings = new
         if new.xmpp != old.xmpp:
             await self.connection.reconnect(new.xmpp)

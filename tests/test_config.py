@@ -148,6 +148,18 @@ def test_componentLinkToOtherHostNeedsAllowPlaintext():
         assert config.fromString(remote.replace("xmpp.example.com", loopback)).xmpp.host == loopback
 
 
+def test_domainWithAnEmptyLabel():
+    """
+    A domain with an empty label is refused like any other bad JID.
+    """
+    assert problems(MINIMAL.replace("domain = example.com", "domain = example..com")) == [
+        "test.ini [xmpp] domain: not a valid JID: 'example..com' (Empty label in hostname)"
+    ]
+    assert problems(CLIENT.replace("secret = password", "secret = password\nallow_domains = example.com a\u3002.b")) == [
+        "test.ini [xmpp] allow_domains: not a valid JID: 'a\u3002.b' (Empty label in hostname)"
+    ]
+
+
 def test_emptySecret():
     """
     An empty secret is refused.
@@ -211,6 +223,36 @@ def test_trustedProxies():
         ip_network("127.0.0.1"), ip_network("10.1.0.0/16"), ip_network("::1"))
     assert problems(MINIMAL + "trusted_proxies = 127.0.0.1 proxy.example\n") == [
         "test.ini [http] trusted_proxies: not an IP address or network: 'proxy.example'"
+    ]
+
+
+def test_redirectHosts():
+    """
+    redirect_hosts takes host names and *.suffix patterns, kept IDNA-encoded
+    and in lower case; anything else is an error.
+    """
+    settings = config.fromString(MINIMAL + "redirect_hosts = img.example.org *.CDN.example B\u00fccher.example\n")
+    assert settings.http.redirect_hosts == ("img.example.org", "*.cdn.example", "xn--bcher-kva.example")
+    assert config.fromString(MINIMAL).http.redirect_hosts == ()
+    for item in ["https://img.example.org", "img.example.org/x", "*", "*.", "a..b", "user@host", "-a.example"]:
+        assert problems(MINIMAL + f"redirect_hosts = example.org {item}\n") == [
+            f"test.ini [http] redirect_hosts: not a host name or *.suffix pattern: {item!r}"
+        ]
+
+
+def test_healthDetailsFrom():
+    """
+    health_details_from takes addresses and networks, loopback by default;
+    empty shows the details to nobody.
+    """
+    from ipaddress import ip_network
+
+    assert config.fromString(MINIMAL).http.health_details_from == (ip_network("127.0.0.0/8"), ip_network("::1"))
+    settings = config.fromString(MINIMAL + "health_details_from = 192.0.2.7 10.1.0.0/16\n")
+    assert settings.http.health_details_from == (ip_network("192.0.2.7"), ip_network("10.1.0.0/16"))
+    assert config.fromString(MINIMAL + "health_details_from =\n").http.health_details_from == ()
+    assert problems(MINIMAL + "health_details_from = monitor.example\n") == [
+        "test.ini [http] health_details_from: not an IP address or network: 'monitor.example'"
     ]
 
 

@@ -5,6 +5,8 @@ with an in-memory reactor and clock.
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from twisted.internet.error import CannotListenError
 from twisted.internet.testing import MemoryReactorClock, StringTransport, _FakePort
@@ -128,6 +130,18 @@ def test_reloadAppliesPresenceSettings(daemon):
     ]
 
 
+def test_reloadAppliesRedirectHosts(daemon):
+    """
+    Changed redirect_hosts apply to the next request.
+    """
+    target = "/plugins/presence/status?jid=a@example.test&offline=https%3A%2F%2Fevil.example%2F"
+    assert request(daemon.service.site, "GET", target).code == 302
+    assert daemon.reload(http__redirect_hosts="img.example.org") == [True]
+    assert request(daemon.service.site, "GET", target).code == 400
+    assert daemon.reload(http__redirect_hosts="*.evil.example evil.example") == [True]
+    assert request(daemon.service.site, "GET", target).code == 302
+
+
 def test_invalidReloadChangesNothing(daemon):
     """
     A file with errors is reported in full and nothing changes.
@@ -226,6 +240,17 @@ def test_healthFollowsLink(daemon):
     xs.connectionLost(Failure(Exception("closed")))
     healthy, body = daemon.service.health()
     assert (healthy, body["xmpp"], body["users_online"]) == (False, "disconnected", 0)
+
+
+def test_reloadAppliesHealthDetailsFrom(daemon):
+    """
+    Health details are shown to loopback clients by default, and to the
+    networks of health_details_from once it is changed.
+    """
+    assert "version" in json.loads(request(daemon.service.site, "GET", "/plugins/presence/health").body)
+    assert daemon.reload(http__health_details_from="192.0.2.0/24") == [True]
+    assert json.loads(request(daemon.service.site, "GET", "/plugins/presence/health").body) == {
+        "xmpp": "disconnected"}
 
 
 def test_linkLossDropsCachedRosters(daemon):
