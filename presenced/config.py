@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Callable
 
 import hyperlink
+from cryptography import x509
 from twisted.internet.endpoints import serverFromString
 
 import presenced
@@ -68,7 +69,8 @@ class XMPPSettings:
     @ivar mode: C{"component"} (XEP-0114 with XEP-0356 privileges) or
         C{"client"} (an ordinary account that users add as a contact).
     @ivar jid: the component's address, or the account's JID.
-    @ivar secret: the component secret, or the account's password.
+    @ivar secret: the component secret, or the account's password; left
+        out of the C{repr}, so that it is not logged by accident.
     @ivar host: where to connect; C{None} in client mode to look up the
         domain's C{_xmpp-client._tcp} SRV records.
     @ivar domain: the users' domain (component), or the account's domain.
@@ -76,12 +78,15 @@ class XMPPSettings:
         account and be served.
     @ivar tls: client mode: C{"required"} (STARTTLS), C{"direct"} (TLS
         from the first byte, XEP-0368), C{"optional"} or C{"off"}.
-    @ivar ca_file: client mode: CA certificates to verify the server
-        with, instead of the system's.
+    @ivar ca_file: client mode: a PEM bundle of CA certificates, every
+        one of them trusted to verify the server with, instead of the
+        system's.
+    @ivar max_contacts: client mode: the most roster entries with a
+        subscription; beyond, new users' subscription requests are refused.
     """
 
     jid: str
-    secret: str
+    secret: str = field(repr=False)
     host: str | None
     port: int
     domain: str
@@ -90,6 +95,7 @@ class XMPPSettings:
     allow_domains: tuple[str, ...] = ()
     tls: str = "required"
     ca_file: Path | None = None
+    max_contacts: int = 10_000
 
     @property
     def servedDomains(self) -> frozenset[str]:
@@ -275,6 +281,16 @@ def _positiveSeconds(raw: str) -> float:
     return value
 
 
+def _positiveCount(raw: str) -> int:
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ValueError(f"not a whole number: {raw!r}") from None
+    if value < 1:
+        raise ValueError(f"must be at least 1: {raw!r}")
+    return value
+
+
 def _endpoints(raw: str) -> tuple[str, ...]:
     from twisted.internet import reactor
 
@@ -337,7 +353,7 @@ def _hostPatterns(raw: str) -> tuple[str, ...]:
     return tuple(patterns)
 
 
-_CLIENT_ONLY = ("allow_domains", "tls", "ca_file")
+_CLIENT_ONLY = ("allow_domains", "tls", "ca_file", "max_contacts")
 
 
 def _accountJID(raw: str) -> str:
@@ -369,6 +385,25 @@ def _file(raw: str) -> Path:
     return path
 
 
+def caCertificates(path: Path) -> list[x509.Certificate]:
+    """
+    Every certificate of the PEM bundle at C{path}.
+
+    @raise ValueError: if it holds none, or one that cannot be read.
+    @raise OSError: if the file cannot be read.
+    """
+    return x509.load_pem_x509_certificates(path.read_bytes())
+
+
+def _caFile(raw: str) -> Path:
+    path = _file(raw)
+    try:
+        caCertificates(path)
+    except (OSError, ValueError):
+        raise ValueError(f"not a readable PEM file of certificates: {raw!r}") from None
+    return path
+
+
 def _keys(raw: str) -> tuple[bytes, ...]:
     paths = raw.split()
     if not 1 <= len(paths) <= 2:
@@ -396,16 +431,29 @@ def _isLoopback(host: str | None) -> bool:
         return False
 
 
+def _checkPlaintext(read: _Reader, key: str, link: str, host: str | None, allowPlaintext: bool) -> None:
+    """
+    Note a problem at C{key} when C{link}, a link that can be unencrypted,
+    goes to a host that is not loopback without C{allow_plaintext}.
+    """
+    if not allowPlaintext and not _isLoopback(host):
+        read.problem("xmpp", key, f"{link}; it needs a loopback host (127.0.0.1, ::1, localhost) "
+                                  "or allow_plaintext = true")
+
+
 def _xmppSettings(read: _Reader) -> XMPPSettings:
     mode = read.value("xmpp", "mode", _choice("component", "client"), "component")
+    allowPlaintext = read.value("xmpp", "allow_plaintext", _boolean, False)
     if mode != "client":
         for key in _CLIENT_ONLY:
             if read.value("xmpp", key, str, None) is not None:
                 read.problem("xmpp", key, "only used with mode = client")
+        host = read.value("xmpp", "host", _text, "127.0.0.1")
+        _checkPlaintext(read, "host", "the component link (XEP-0114) is not encrypted", host, allowPlaintext)
         return XMPPSettings(
             jid=read.value("xmpp", "jid", _domainJID),
             secret=read.value("xmpp", "secret", _text),
-            host=read.value("xmpp", "host", _text, "127.0.0.1"),
+            host=host,
             port=read.value("xmpp", "port", _port, 5347),
             domain=read.value("xmpp", "domain", _domainJID),
             resource_check=read.value("xmpp", "resource_check", _seconds, 300.0),
@@ -418,8 +466,8 @@ def _xmppSettings(read: _Reader) -> XMPPSettings:
         read.problem("xmpp", "domain", "not used with mode = client; list the served domains in allow_domains")
     host = read.value("xmpp", "host", _text, None)
     tls = read.value("xmpp", "tls", _choice("required", "direct", "optional", "off"), "required")
-    if tls in ("optional", "off") and not _isLoopback(host):
-        read.problem("xmpp", "tls", f"{tls} is only allowed with a loopback host (127.0.0.1, ::1, localhost)")
+    if tls in ("optional", "off"):
+        _checkPlaintext(read, "tls", f"{tls} can leave the link unencrypted", host, allowPlaintext)
     return XMPPSettings(
         mode=mode,
         jid=jid,
@@ -429,7 +477,8 @@ def _xmppSettings(read: _Reader) -> XMPPSettings:
         domain=accountDomain,
         allow_domains=read.value("xmpp", "allow_domains", _domains, (accountDomain,) if accountDomain else ()),
         tls=tls,
-        ca_file=read.value("xmpp", "ca_file", _file, None),
+        ca_file=read.value("xmpp", "ca_file", _caFile, None),
+        max_contacts=read.value("xmpp", "max_contacts", _positiveCount, 10_000),
     )
 
 

@@ -61,8 +61,8 @@ class PresenceService(MultiService):
 
         xmpp, presence = settings.xmpp, settings.presence
         self.link = LinkMonitor(reactor)
-        self.feed = PresenceFeed(self.tracker, xmpp.servedDomains, reactor)
         self.mode = (ClientMode if xmpp.mode == "client" else ComponentMode)(settings, reactor, self.tracker, self.link)
+        self.feed = PresenceFeed(self.tracker, xmpp.servedDomains, reactor, self.mode.tracks)
         self.connection = self.mode.connection
         self.connection.setName("xmpp")
         self.connection.setServiceParent(self)
@@ -257,12 +257,15 @@ class ComponentMode:
 
     @ivar handlers: what the link needs besides the presence feed.
     @ivar policy: who may see whom.
+    @ivar tracks: whose presence the feed tracks: every user of the domain.
     """
+
+    tracks = None
 
     def __init__(self, settings: Settings, reactor, tracker: PresenceTracker, link: LinkMonitor) -> None:
         xmpp, presence = settings.xmpp, settings.presence
         self.connection = ComponentConnection(reactor, xmpp)
-        self.privileges = PrivilegeListener(xmpp.domain)
+        self.privileges = PrivilegeListener(xmpp.domain, reactor)
         self.rosterReader = RosterReader(link, presence.roster_timeout)
         self.checker = ResourceChecker(tracker, reactor, xmpp.resource_check, presence.roster_timeout)
         self.handlers = [self.privileges, self.rosterReader, self.checker]
@@ -289,19 +292,22 @@ class ClientMode:
 
     @ivar handlers: what the link needs besides the presence feed.
     @ivar policy: who may be seen: the consenting contacts.
+    @ivar tracks: whose presence the feed tracks: the consenting contacts'.
     """
 
     def __init__(self, settings: Settings, reactor, tracker: PresenceTracker, link: LinkMonitor) -> None:
         self.connection = ClientConnection(reactor, settings.xmpp)
-        self.contacts = ContactRoster(settings.xmpp.servedDomains)
-        self.handlers = [self.contacts, ConsentKeeper(self.contacts)]
+        self.contacts = ContactRoster(settings.xmpp.servedDomains, tracker, settings.xmpp.max_contacts)
+        self.handlers = [self.contacts, ConsentKeeper(self.contacts, reactor)]
         self.policy = self.contacts
+        self.tracks = self.contacts.isContact
 
     def apply(self, settings: Settings) -> None:
         """
         Use new settings from now on (a changed link is reconnected apart).
         """
         self.contacts.allowDomains = settings.xmpp.servedDomains
+        self.contacts.maxContacts = settings.xmpp.max_contacts
 
 
 def _follow(d: defer.Deferred) -> defer.Deferred:
