@@ -123,10 +123,10 @@ def test_contactsAreWhosePresenceIsReceived():
     assert roster.mayView("both@example.test", None) is False
 
 
-def test_rosterPushFromOwnAccountAccepted():
+def loggedIn(*handlers) -> tuple[xmlstream.XmlStream, StringTransport]:
     """
-    Roster pushes that carry the account's bare JID as sender (as ejabberd
-    sends them) update the contacts.
+    A client-mode link of C{bot@example.test/web} over an in-memory
+    transport, with C{handlers} attached, once the account is logged in.
     """
     from twisted.internet import task
     from presenced.config import fromString
@@ -145,19 +145,50 @@ listen = tcp:0:interface=127.0.0.1
 public = true
 """).xmpp
     connection = ClientConnection(task.Clock(), settings)
-    roster = ContactRoster(frozenset({"example.test"}))
-    roster.setHandlerParent(connection)
+    for handler in handlers:
+        handler.setHandlerParent(connection)
     xs = connection.factory.buildProtocol(None)
     transport = StringTransport()
     xs.makeConnection(transport)
     xs.dataReceived(b"<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' "
                     b"from='example.test' id='s' version='1.0'>")
     xs.dispatch(xs, xmlstream.STREAM_AUTHD_EVENT)
+    return xs, transport
+
+
+def test_rosterPushFromOwnAccountAccepted():
+    """
+    Roster pushes that carry the account's bare JID as sender (as ejabberd
+    sends them) update the contacts.
+    """
+    roster = ContactRoster(frozenset({"example.test"}))
+    xs, transport = loggedIn(roster)
     xs.dataReceived(b"<iq type='set' id='p1' from='bot@example.test' to='bot@example.test/web'>"
                     b"<query xmlns='jabber:iq:roster'><item jid='alice@example.test' subscription='both'/>"
                     b"</query></iq>")
     assert roster.contacts == {"alice@example.test"}
     assert b"type='result'" in transport.value()
+
+
+@pytest.mark.parametrize("sender", ["", " from='bot@example.test'"])
+def test_rosterResultOnlyFromTheAccount(sender):
+    """
+    The account's roster is taken only from a result that the server sent
+    on the account's behalf (without C{from}, or from the account's bare
+    JID); one from anyone else, even with the request's id, makes nobody a
+    contact.
+    """
+    roster = ContactRoster(frozenset({"example.test"}))
+    xs, transport = loggedIn(roster, ConsentKeeper(roster))
+    [requestID] = [part.split("id='")[1].split("'")[0]
+                   for part in transport.value().decode().split("<iq ")[1:] if "jabber:iq:roster" in part]
+    for forger in ("mallory@example.test/x", "mallory@example.test", "example.test", "bot@example.test/other"):
+        xs.dataReceived(f"<iq type='result' id='{requestID}' from='{forger}'><query xmlns='jabber:iq:roster'>"
+                        "<item jid='mallory@example.test' subscription='both'/></query></iq>".encode())
+    assert not roster.mayView("mallory@example.test", None)
+    xs.dataReceived(f"<iq type='result' id='{requestID}'{sender}><query xmlns='jabber:iq:roster'>"
+                    "<item jid='alice@example.test' subscription='both'/></query></iq>".encode())
+    assert roster.mayView("alice@example.test", None)
 
 
 @pytest.mark.parametrize("offered,expected", [
