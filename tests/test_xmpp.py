@@ -16,6 +16,7 @@ from twisted.words.protocols.jabber.component import ConnectComponentAuthenticat
 
 from presenced.config import XMPPSettings
 from presenced.presence import OFFLINE, PresenceTracker, State
+from presenced.streamparser import NamespaceSafeElementStream
 from presenced.xmpp import (
     ComponentConnection, LinkMonitor, LinkStreamFactory, PresenceFeed,
     PrivilegeListener, RosterReader, RosterUnavailable,
@@ -151,10 +152,9 @@ def test_stanzaSerialisedFaithfully(link, children):
 
 def test_deepStanzaKept(link):
     """
-    However deeply a stanza's elements nest, it is kept, and the kept XML
-    is whole.
+    A stanza as deep as the link takes is kept, and the kept XML is whole.
     """
-    depth = 5000
+    depth = NamespaceSafeElementStream.maxDepth - 2
     link.receive(f"<presence from='alice@{DOMAIN}/x'><status>Deep</status><d xmlns='urn:d'>"
                  + "<d>" * depth + "</d>" * depth + "</d></presence>")
     stanza = link.tracker.shown(f"alice@{DOMAIN}").stanza
@@ -162,6 +162,26 @@ def test_deepStanzaKept(link):
     while len(element):
         element, levels = element[0], levels + 1
     assert levels == depth
+
+
+@pytest.mark.parametrize("oversized", [
+    "<x xmlns='urn:x'>" + "<a/>" * 100_001 + "</x>",
+    "<x xmlns='urn:x'>" + "<a>" * 100 + "</a>" * 100 + "</x>",
+    "<status>" + "x" * 11 * 1024 * 1024 + "</status>",
+])
+def test_oversizedPresenceSkipped(link, oversized):
+    """
+    A presence too large for the link (too many elements, too deep, too
+    many bytes) is skipped: the link stays up, everyone's presence is
+    kept, and the presence after it is taken.
+    """
+    link.receive(f"<presence from='alice@{DOMAIN}/x'><status>Alice here</status></presence>")
+    with capturedLogs():
+        link.receive(f"<presence from='mallory@{DOMAIN}/x'><status>Huge</status>{oversized}</presence>")
+    link.receive(f"<presence from='bob@{DOMAIN}/x'><status>Bob here</status></presence>")
+    assert link.transport.disconnecting is False
+    assert [link.tracker.shown(f"{user}@{DOMAIN}").status for user in ("alice", "mallory", "bob")] == [
+        "Alice here", None, "Bob here"]
 
 
 def test_priorityDecidesBetweenResources(link):
