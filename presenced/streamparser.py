@@ -67,6 +67,12 @@ class ReceivedElement(domish.Element):
         self._parentReference = None if element is None else weakref.ref(element)
 
 
+def _ignore(*event) -> None:
+    """
+    Take an expat event and do nothing with it.
+    """
+
+
 class NamespaceSafeElementStream(domish.ExpatElementStream):
     """
     domish's expat element stream with L{SEPARATOR} between namespace
@@ -96,6 +102,7 @@ class NamespaceSafeElementStream(domish.ExpatElementStream):
         super().__init__()
         self.StanzaSkippedEvent: Callable[[str], None] = lambda reason: None
         self._open: list[domish.Element] = []
+        self.elementCount = 0
         self._received = 0
         self._stanzaStart = 0
         self._stanzaNamespaces = 0
@@ -131,9 +138,10 @@ class NamespaceSafeElementStream(domish.ExpatElementStream):
         parser = self.parser
         parser.StartElementHandler = self._onSkippedStart
         parser.EndElementHandler = self._onSkippedEnd
-        parser.CharacterDataHandler = None
-        parser.StartNamespaceDeclHandler = None
-        parser.EndNamespaceDeclHandler = None
+        # Not None: PyPy's pyexpat would call that.
+        parser.CharacterDataHandler = _ignore
+        parser.StartNamespaceDeclHandler = _ignore
+        parser.EndNamespaceDeclHandler = _ignore
         self.StanzaSkippedEvent(reason)
 
     def _onSkippedStart(self, name: str, attrs: dict) -> None:
