@@ -79,11 +79,14 @@ class ReplyCheckingStreamManager(StreamManager):
         stanzaID = iq.getAttribute("id")
         if stanzaID not in self._recipients:
             return
-        account = self._accountAddress()
-        if (iq.getAttribute("from") or account) == (self._recipients[stanzaID] or account):
+        sender, recipient = iq.getAttribute("from"), self._recipients[stanzaID]
+        if sender is None or recipient is None:
+            account = self._accountAddress()
+            sender, recipient = sender or account, recipient or account
+        if sender == recipient:
             super()._onIQResponse(iq)
 
-    def _accountAddress(self) -> str:
+    def _accountAddress(self) -> str | None:
         xs = self.xmlstream
         account = getattr(xs.authenticator, "jid", None) or xs.thisEntity
-        return account.userhost()
+        return account.userhost() if account is not None else None
