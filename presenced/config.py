@@ -9,7 +9,7 @@ never silently falls back to a default.
 from __future__ import annotations
 
 import configparser
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from ipaddress import IPv4Network, IPv6Network, ip_address, ip_network
 from pathlib import Path
 from typing import Callable
@@ -19,6 +19,7 @@ from twisted.words.protocols.jabber.jid import InvalidFormat, JID
 
 import presenced
 from presenced.presence import State
+from presenced.sign import UnusableKey, readKey
 
 
 def defaultImageDirectory() -> Path:
@@ -126,12 +127,17 @@ class PresenceSettings:
         status text of their own.
     @ivar roster_ttl: seconds a fetched roster is trusted.
     @ivar roster_timeout: seconds to wait for a roster before refusing.
+    @ivar requester_keys: the keys requester signatures are checked
+        with (the contents of C{requester_key}), none when unset.
+    @ivar require_signature: whether a C{req_jid} must be signed.
     """
 
     public: bool
     labels: dict[State, str]
     roster_ttl: float
     roster_timeout: float
+    requester_keys: tuple[bytes, ...] = field(default=(), repr=False)
+    require_signature: bool = False
 
 
 @dataclass(frozen=True)
@@ -334,6 +340,24 @@ def _file(raw: str) -> Path:
     return path
 
 
+def _keys(raw: str) -> tuple[bytes, ...]:
+    paths = raw.split()
+    if not 1 <= len(paths) <= 2:
+        raise ValueError("needs one key file, or two while keys are rotated")
+    try:
+        return tuple(readKey(path) for path in paths)
+    except UnusableKey as e:
+        raise ValueError(str(e)) from None
+
+
+def _signatureSettings(read: _Reader) -> tuple[tuple[bytes, ...], bool]:
+    keys = read.value("presence", "requester_key", _keys, ())
+    required = read.value("presence", "require_signature", _boolean, bool(keys))
+    if required and not read.parser.has_option("presence", "requester_key"):
+        read.problem("presence", "require_signature", "needs requester_key, the key requesters are signed with")
+    return keys, required
+
+
 def _isLoopback(host: str | None) -> bool:
     if host == "localhost":
         return True
@@ -413,11 +437,14 @@ def fromString(text: str, name: str = "<string>") -> Settings:
         state: read.value("presence", key, str, DEFAULT_LABELS[state])
         for state, key in _LABEL_KEYS.items()
     }
+    keys, required = _signatureSettings(read)
     presence = PresenceSettings(
         public=read.value("presence", "public", _boolean, False),
         labels=labels,
         roster_ttl=read.value("presence", "roster_ttl", _seconds, 60.0),
         roster_timeout=read.value("presence", "roster_timeout", _positiveSeconds, 5.0),
+        requester_keys=keys,
+        require_signature=required,
     )
     read.rejectUnknown()
     if xmpp.mode == "component" and xmpp.jid and xmpp.jid == xmpp.domain:

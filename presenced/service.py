@@ -17,8 +17,9 @@ from twisted.logger import Logger
 from presenced import __version__
 from presenced.access import AccessPolicy, RosterCache
 from presenced.answers import AnswerRenderer, loadImages
-from presenced.config import ConfigError, Settings, load
+from presenced.config import ConfigError, PresenceSettings, Settings, load
 from presenced.presence import PresenceTracker
+from presenced.sign import RequesterCheck
 from presenced.web import AccessLog, HealthResource, StatusResource, buildSite
 from presenced.xmpp import (
     ComponentConnection, LinkMonitor, PresenceFeed, PrivilegeListener, ResourceChecker, RosterReader,
@@ -64,7 +65,8 @@ class PresenceService(MultiService):
             handler.setHandlerParent(self.connection)
 
         renderer = AnswerRenderer(loadImages(settings.http.images), presence.labels)
-        self.status = StatusResource(self.tracker, self.mode.policy, renderer, xmpp.servedDomains)
+        self.status = StatusResource(self.tracker, self.mode.policy, renderer, xmpp.servedDomains,
+                                     _requesterCheck(presence, reactor))
         self.site = buildSite(self.status, HealthResource(self.health), reactor)
         self.site.setAccessLog(self._openAccessLog(settings.http.access_log))
         self.site.logFormatter.trusted = settings.http.trusted_proxies
@@ -180,6 +182,7 @@ class PresenceService(MultiService):
             return True
         self.mode.apply(new)
         self.status.renderer = AnswerRenderer(images, new.presence.labels)
+        self.status.requesters = _requesterCheck(new.presence, self.reactor)
         self.status.domains = self.feed.domains = new.xmpp.servedDomains
         self.site.logFormatter.trusted = new.http.trusted_proxies
         self.settings = new
@@ -299,6 +302,10 @@ def _follow(d: defer.Deferred) -> defer.Deferred:
 
     d.addCallback(passOn)
     return follower
+
+
+def _requesterCheck(presence: PresenceSettings, clock) -> RequesterCheck:
+    return RequesterCheck(presence.requester_keys, presence.require_signature, clock)
 
 
 def _differences(old: Settings, new: Settings) -> list[str]:

@@ -25,11 +25,13 @@ from twisted.words.protocols.jabber.jid import InvalidFormat, JID
 from presenced.access import ViewPolicy
 from presenced.answers import JSON, NO_CACHE, TEXT, AnswerRenderer, Body
 from presenced.presence import PresenceTracker, Shown, State
+from presenced.sign import UNPROVEN, RequesterCheck
 
 IMAGE_TOKEN = "--IMAGE--"
 MAX_JID = 3071
 MAX_URL = 2048
 MAX_BODY = 64 * 1024
+MAX_PROOF = 256
 
 FORBIDDEN = Shown(State.FORBIDDEN)
 
@@ -48,12 +50,16 @@ class StatusQuery(NamedTuple):
     @ivar requester: who asks, a normalised bare JID, if given.
     @ivar kind: C{"image"}, C{"text"} or C{"xml"}.
     @ivar redirects: state to the URL of its custom image.
+    @ivar expires: C{req_exp}, until when the requester's signature holds.
+    @ivar signature: C{req_sig}, the signature vouching for the requester.
     """
 
     user: str
     requester: str | None = None
     kind: str = "image"
     redirects: Mapping[State, str] = MappingProxyType({})
+    expires: str | None = None
+    signature: str | None = None
 
 
 @lru_cache(maxsize=8192)
@@ -126,12 +132,15 @@ def parseQuery(args: dict[bytes, list[bytes]]) -> StatusQuery:
     requesterText = _single(args, b"req_jid", MAX_JID)
     requester = _jid("req_jid", requesterText, needsUser=False) if requesterText else None
 
+    expires = _single(args, b"req_exp", MAX_PROOF)
+    signature = _single(args, b"req_sig", MAX_PROOF)
+
     kind = _single(args, b"type", 16) or "image"
     if kind not in ("image", "text", "xml"):
         raise BadRequest("type must be image, text or xml")
 
     if args.keys().isdisjoint(_REDIRECT_PARAMETERS):
-        return StatusQuery(user, requester, kind)
+        return StatusQuery(user, requester, kind, expires=expires, signature=signature)
     redirects = {}
     template = _single(args, b"images", MAX_URL)
     if template is not None:
@@ -140,7 +149,7 @@ def parseQuery(args: dict[bytes, list[bytes]]) -> StatusQuery:
     for name in args.keys() & _STATE_PARAMETERS.keys():
         state = _STATE_PARAMETERS[name]
         redirects[state] = _imageURL(state.value, _single(args, name, MAX_URL), template=False)
-    return StatusQuery(user, requester, kind, redirects)
+    return StatusQuery(user, requester, kind, redirects, expires, signature)
 
 
 class StatusResource(resource.Resource):
@@ -153,12 +162,13 @@ class StatusResource(resource.Resource):
     allowedMethods = (b"GET", b"HEAD", b"POST")
 
     def __init__(self, tracker: PresenceTracker, policy: ViewPolicy,
-                 renderer: AnswerRenderer, domains: frozenset[str]) -> None:
+                 renderer: AnswerRenderer, domains: frozenset[str], requesters: RequesterCheck) -> None:
         super().__init__()
         self.tracker = tracker
         self.policy = policy
         self.renderer = renderer
         self.domains = domains
+        self.requesters = requesters
 
     def render_GET(self, request: server.Request) -> bytes | int:
         try:
@@ -167,7 +177,10 @@ class StatusResource(resource.Resource):
             return _plain(request, 400, str(e))
         if query.user.partition("@")[2] not in self.domains:
             return self._answer(request, query, FORBIDDEN)
-        decision = self.policy.mayView(query.user, query.requester)
+        requester = self.requesters.proven(query.user, query.requester, query.expires, query.signature)
+        if requester is UNPROVEN:
+            return self._answer(request, query, FORBIDDEN)
+        decision = self.policy.mayView(query.user, requester)
         if isinstance(decision, bool):
             return self._answer(request, query, self.tracker.shown(query.user) if decision else FORBIDDEN)
 

@@ -12,6 +12,7 @@ from twisted.logger import LogLevel, capturedLogs
 from twisted.python.failure import Failure
 
 from presenced.config import load
+from presenced.presence import ResourcePresence, State
 from presenced.service import PresenceService
 
 from webhelpers import request
@@ -266,3 +267,29 @@ def test_unwritableAccessLogAbortsReload(daemon, tmp_path):
                              presence__public="false") == [False]
     assert daemon.service.mode.policy.public is True
     assert any("Reload aborted" in e["log_format"] for e in events)
+
+
+def test_reloadRereadsRequesterKeys(daemon, tmp_path):
+    """
+    Requester keys are re-read on reload: after a key is replaced, a
+    request signed with the old one is refused and one signed with the new
+    one is answered.
+    """
+    from presenced.sign import signedQuery
+
+    old, new = b"old key, long enough to be used", b"new key, long enough to be used"
+    key = tmp_path / "requester.key"
+    key.write_bytes(old)
+    key.chmod(0o600)
+    assert daemon.reload(presence__public="false", presence__requester_key=str(key)) == [True]
+    daemon.service.tracker.available("alice@example.test", ResourcePresence(resource="r", state=State.AWAY))
+    expires = int(daemon.reactor.seconds()) + 60
+
+    def text(signer):
+        query = signedQuery(signer, "alice@example.test", "alice@example.test", expires)
+        return request(daemon.service.site, "GET", f"/plugins/presence/status?{query}&type=text").body
+
+    assert (text(old), text(new)) == (b"Away", b"Forbidden")
+    key.write_bytes(new)
+    assert daemon.reload(presence__public="false", presence__requester_key=str(key)) == [True]
+    assert (text(old), text(new)) == (b"Forbidden", b"Away")

@@ -15,6 +15,7 @@ from presenced.access import AccessPolicy, RosterCache
 from presenced.answers import AnswerRenderer, loadImages
 from presenced.config import DEFAULT_LABELS, defaultImageDirectory
 from presenced.presence import PresenceTracker, ResourcePresence, State
+from presenced.sign import RequesterCheck, signature, signedQuery
 from presenced.web import (AccessLog, BadRequest, HealthResource, StatusResource, buildSite, combinedLogLine,
                            parseQuery)
 
@@ -23,6 +24,8 @@ from webhelpers import Connection, request
 DOMAIN = "example.test"
 IMAGES = loadImages(defaultImageDirectory())
 STATUS = "/plugins/presence/status"
+KEY = b"0123456789abcdef0123456789abcdef"
+OLD_KEY = b"fedcba9876543210fedcba9876543210"
 
 
 class Fixture:
@@ -30,14 +33,15 @@ class Fixture:
     A site over a tracker, with rosters answered by the test.
     """
 
-    def __init__(self, public: bool = True) -> None:
+    def __init__(self, public: bool = True, keys: tuple[bytes, ...] = (), required: bool = False) -> None:
         self.clock = task.Clock()
         self.tracker = PresenceTracker()
         self.fetches: dict[str, defer.Deferred] = {}
         self.rosters = RosterCache(self.fetch, self.clock, ttl=30)
         self.policy = AccessPolicy(public, self.rosters)
         labels = dict(DEFAULT_LABELS)
-        status = StatusResource(self.tracker, self.policy, AnswerRenderer(IMAGES, labels), frozenset({DOMAIN}))
+        status = StatusResource(self.tracker, self.policy, AnswerRenderer(IMAGES, labels), frozenset({DOMAIN}),
+                                RequesterCheck(keys, required, self.clock))
         self.site = buildSite(status, HealthResource(lambda: self.health), self.clock)
         self.health = (True, {"xmpp": "connected"})
 
@@ -605,3 +609,171 @@ def test_accessLogLineAsTwisted(method, uri, headers, sentLength):
     expected = http.combinedLogFormatter("[02/Dec/2026:15:00:00 +0000]", request)
     for _ in range(2):
         assert combinedLogLine("[02/Dec/2026:15:00:00 +0000]", request, request.getClientAddress()) == expected
+
+
+@pytest.fixture
+def signed():
+    """
+    Subscribers-only service whose requesters must be signed with L{KEY}.
+    """
+    fixture = Fixture(public=False, keys=(KEY,), required=True)
+    fixture.clock.advance(1_000_000)
+    fixture.online("alice@example.test", state=State.AWAY, status="Lunch")
+    return fixture
+
+
+def expiresIn(fixture, seconds=60):
+    return int(fixture.clock.seconds()) + seconds
+
+
+def test_unsignedSelfRequestIsNoProof(private):
+    """
+    Without signatures, naming the user as requester is taken at its word:
+    anyone may claim to be Bob and see Bob's presence.  This is what
+    signed requesters exist to stop.
+    """
+    private.online("alice@example.test", state=State.AWAY)
+    assert private.get("jid=alice@example.test&req_jid=alice@example.test&type=text").body == b"Away"
+
+
+def test_signedSelfRequestIsShown(signed):
+    """
+    A user whose request the web site signed sees their own presence.
+    """
+    query = signedQuery(KEY, "alice@example.test", "alice@example.test", expiresIn(signed))
+    assert signed.get(f"{query}&type=text").body == b"Lunch"
+
+
+def test_signedSubscriberIsShownAfterTheRoster(signed):
+    """
+    A signed requester is still only shown the user when subscribed.
+    """
+    query = signedQuery(KEY, "alice@example.test", "bob@example.test", expiresIn(signed))
+    connection = Connection(signed.site)
+    connection.send("GET", f"{STATUS}?{query}&type=text")
+    signed.fetches["alice@example.test"].callback(frozenset({"bob@example.test"}))
+    assert connection.response().body == b"Lunch"
+
+
+def test_signatureCoversTheNormalisedJIDs(signed):
+    """
+    The signature is over the normalised bare JIDs, so a request that
+    spells them differently (case, resource) carries the same signature.
+    """
+    expires = expiresIn(signed)
+    sig = signature(KEY, "alice@example.test", "alice@example.test", expires)
+    answer = signed.get(f"jid=Alice@Example.test&req_jid=alice@example.test/web&req_exp={expires}"
+                        f"&req_sig={sig}&type=text")
+    assert answer.body == b"Lunch"
+
+
+def test_signedRequestAsPost(signed):
+    """
+    A signed requester may be sent in a form POST body too.
+    """
+    query = signedQuery(KEY, "alice@example.test", "alice@example.test", expiresIn(signed))
+    assert signed.get(f"{query}&type=text", method="POST").body == b"Lunch"
+
+
+def _refusals(fixture):
+    expires = expiresIn(fixture)
+    good = signature(KEY, "alice@example.test", "alice@example.test", expires)
+    return {
+        "unsigned": "jid=alice@example.test&req_jid=alice@example.test",
+        "expired": "jid=alice@example.test&req_jid=alice@example.test&req_exp={}&req_sig={}".format(
+            int(fixture.clock.seconds()),
+            signature(KEY, "alice@example.test", "alice@example.test", int(fixture.clock.seconds()))),
+        "wrong key": signedQuery(OLD_KEY, "alice@example.test", "alice@example.test", expires),
+        "other user": "jid=alice@example.test&req_jid=alice@example.test&req_exp={}&req_sig={}".format(
+            expires, signature(KEY, "bob@example.test", "alice@example.test", expires)),
+        "other requester": "jid=alice@example.test&req_jid=alice@example.test&req_exp={}&req_sig={}".format(
+            expires, signature(KEY, "alice@example.test", "bob@example.test", expires)),
+        "later expiry": f"jid=alice@example.test&req_jid=alice@example.test&req_exp={expires + 1}&req_sig={good}",
+        "no signature": f"jid=alice@example.test&req_jid=alice@example.test&req_exp={expires}",
+        "no expiry": f"jid=alice@example.test&req_jid=alice@example.test&req_sig={good}",
+        "truncated": f"jid=alice@example.test&req_jid=alice@example.test&req_exp={expires}&req_sig={good[:-1]}",
+        "padded": f"jid=alice@example.test&req_jid=alice@example.test&req_exp={expires}&req_sig={good}%3D",
+        "non-ascii": f"jid=alice@example.test&req_jid=alice@example.test&req_exp={expires}&req_sig=%C3%A9",
+        "signed expiry": f"jid=alice@example.test&req_jid=alice@example.test&req_exp=%2B{expires}&req_sig={good}",
+        "huge expiry": f"jid=alice@example.test&req_jid=alice@example.test&req_exp={'9' * 40}&req_sig={good}",
+        "unicode digits": f"jid=alice@example.test&req_jid=alice@example.test&req_exp=%D9%A1&req_sig={good}",
+    }
+
+
+@pytest.mark.parametrize("kind", ["text", "image", "xml"])
+def test_unprovenRequestersGetTheForbiddenAnswer(signed, kind):
+    """
+    An unsigned, expired, forged or garbled requester gets the forbidden
+    answer, byte for byte the one a request naming nobody gets, and no
+    roster is read.
+    """
+    nobody = signed.get(f"jid=alice@example.test&type={kind}")
+    for reason, query in _refusals(signed).items():
+        answer = signed.get(f"{query}&type={kind}")
+        assert (answer.code, answer.body) == (nobody.code, nobody.body.replace(
+            b"<presence type='error' from='alice@example.test'>",
+            b"<presence type='error' from='alice@example.test' to='alice@example.test'>")), reason
+    assert signed.fetches == {}
+
+
+def test_unprovenRequesterIsRefusedEvenWherePublic():
+    """
+    Where anyone may see presence, a request whose requester cannot be
+    proven is still refused, so a broken signer shows up at once.
+    """
+    fixture = Fixture(public=True, keys=(KEY,), required=True)
+    fixture.online("alice@example.test", state=State.AWAY)
+    assert fixture.get("jid=alice@example.test&type=text").body == b"Away"
+    assert fixture.get("jid=alice@example.test&req_jid=bob@example.test&type=text").body == b"Forbidden"
+
+
+def test_signatureExpiresWithTheClock(signed):
+    """
+    A signature is good until its expiry, not at it.
+    """
+    query = signedQuery(KEY, "alice@example.test", "alice@example.test", expiresIn(signed, 10))
+    assert signed.get(f"{query}&type=text").body == b"Lunch"
+    signed.clock.advance(10)
+    assert signed.get(f"{query}&type=text").body == b"Forbidden"
+
+
+def test_eitherOfTwoKeysIsAccepted():
+    """
+    While keys are rotated, a signature by either key is accepted.
+    """
+    fixture = Fixture(public=False, keys=(KEY, OLD_KEY), required=True)
+    fixture.online("alice@example.test", state=State.DND)
+    for key in (KEY, OLD_KEY):
+        query = signedQuery(key, "alice@example.test", "alice@example.test", 60)
+        assert fixture.get(f"{query}&type=text").body == b"Do not disturb"
+
+
+def test_unsignedRequestersBelievedWhenSignaturesAreOptional():
+    """
+    With a key but signatures not required, an unsigned requester is
+    believed as before, while a signed one must still be right.
+    """
+    fixture = Fixture(public=False, keys=(KEY,), required=False)
+    fixture.online("alice@example.test", state=State.DND)
+    assert fixture.get("jid=alice@example.test&req_jid=alice@example.test&type=text").body == b"Do not disturb"
+    forged = signedQuery(OLD_KEY, "alice@example.test", "alice@example.test", 60)
+    assert fixture.get(f"{forged}&type=text").body == b"Forbidden"
+
+
+def test_signatureWithoutKeysProvesNothing(private):
+    """
+    A signed requester where no key is configured cannot be checked, so it
+    is refused.
+    """
+    private.online("alice@example.test")
+    query = signedQuery(KEY, "alice@example.test", "alice@example.test", 60)
+    assert private.get(f"{query}&type=text").body == b"Forbidden"
+
+
+@pytest.mark.parametrize("name", ["req_exp", "req_sig"])
+def test_proofParametersAreSingleAndShort(signed, name):
+    """
+    req_exp and req_sig given twice, or absurdly long, are bad requests.
+    """
+    assert signed.get(f"jid=alice@example.test&{name}=1&{name}=2").code == 400
+    assert signed.get(f"jid=alice@example.test&{name}={'1' * 300}").code == 400
