@@ -115,8 +115,9 @@ async def test_componentDroppedClientGoesOffline(any_world):
 
 
 #: As many elements as each server lets one client's stanza carry: over
-#: the link's limit on both, and over Twisted's 100,000 on ejabberd, which
-#: sets no stanza size limit by default (Prosody's is 256 KiB).
+#: the link's limit on both, and over Twisted's 100,000 on ejabberd, whose
+#: c2s listener here sets no max_stanza_size (Prosody cuts a client off
+#: with policy-violation past 256 KiB).
 OVERSIZED_ELEMENTS = {Prosody: 60_000, Ejabberd: 120_000}
 
 
