@@ -14,8 +14,8 @@ contain.
 A stanza may hold at most 20,000 elements, 32 levels of them and 1 MiB
 (where Twisted allows 100,000 elements, any depth and 10 MiB, and ends the
 stream when one goes over, which clears everyone's presence): a larger one
-is skipped, and the stream goes on.  Presence is far smaller; the limits leave room for a roster result of
-some 10,000 contacts.
+is skipped, and the stream goes on.  Presence is far smaller; the limits
+leave room for a roster result of some 10,000 contacts.
 
 An element's parent is held by a weak reference: a received stanza is no
 reference cycle, so it is freed as soon as its handlers are done with it,

@@ -46,13 +46,14 @@ class ReplyCheckingStreamManager(StreamManager):
     wokkel matches a reply to its request by C{id} alone, and domish gives
     out sequential ids (C{H_1}, C{H_2}, ...): anyone who saw one id could
     guess the next and answer a request sent to someone else, e.g. fail a
-    ping to another user's resource.  Here every request gets an id that
-    cannot be guessed, and a reply is taken only from the address the
-    request went to.  Both are the server's C{from} as stamped on the
-    stanza (RFC 6120, 8.1.2.1), compared as they are; as RFC 6120 says
-    (10.3, 8.1.2.1), a request without C{to} goes to the account's bare
-    JID, and a reply without C{from} comes from it.  Other replies are
-    ignored, and the request still waits for its own.
+    ping to another user's resource.  Here every request gets an id of
+    144 random bits, and a reply is taken only if its C{from} is the
+    request's C{to}, compared as they are: the server stamps every
+    sender's address (RFC 6120, 8.1.2.1), and answers for an entity from
+    the address it was asked.  As RFC 6120 says (10.3, 8.1.2.1), a request
+    without C{to} goes to the account's bare JID, and a reply without
+    C{from} comes from it.  Other replies are ignored, and the request
+    still waits for its own.
     """
 
     def __init__(self, factory, reactor=None) -> None:
