@@ -1,6 +1,6 @@
 """
 The XML parser of presenced's XMPP streams: twisted.words' expat element
-stream, made safe for any namespace name.
+stream, made safe for any namespace name and for oversized stanzas.
 
 twisted.words has expat report qualified names as the namespace name and
 the local name joined by a space.  Expat refuses (since 2.4.5, against
@@ -10,6 +10,12 @@ C{<x xmlns='urn:a b'/>}, which servers forward as they are, would end the
 whole stream with a syntax error.  Any user could so drop presenced's link
 at will.  Here the separator is U+0001, which no XML 1.0 document can
 contain.
+
+A stanza may hold at most 20,000 elements, 32 levels of them and 1 MiB
+(where Twisted allows 100,000 elements, any depth and 10 MiB, and ends the
+stream when one goes over, which clears everyone's presence): a larger one
+is skipped, and the stream goes on.  Presence is far smaller; the limits
+leave room for a roster result of some 10,000 contacts.
 
 An element's parent is held by a weak reference: a received stanza is no
 reference cycle, so it is freed as soon as its handlers are done with it,
@@ -21,7 +27,9 @@ from __future__ import annotations
 
 import pyexpat
 import weakref
+from typing import Callable
 
+from twisted.logger import Logger
 from twisted.words.protocols.jabber import xmlstream
 from twisted.words.xish import domish
 
@@ -59,26 +67,122 @@ class ReceivedElement(domish.Element):
         self._parentReference = None if element is None else weakref.ref(element)
 
 
+def _ignore(*event) -> None:
+    """
+    Take an expat event and do nothing with it.
+    """
+
+
 class NamespaceSafeElementStream(domish.ExpatElementStream):
     """
     domish's expat element stream with L{SEPARATOR} between namespace
-    names and local names: it builds the same elements, with the same
-    limits on stanza size and element count, as L{ReceivedElement}s.
+    names and local names: it builds the same elements, as
+    L{ReceivedElement}s, and skips a stanza that goes over its limits
+    instead of failing the whole stream.
+
+    A skipped stanza is not built past the point where it went over (what
+    was built is dropped), the parser picks up again after its end tag,
+    and C{StanzaSkippedEvent} is called with the reason.  Bytes are
+    counted at the end of each L{parse}, and at the end of each stanza:
+    what is built of a stanza never exceeds L{maxStanzaSize} by more than
+    the bytes given to one L{parse}.  Only one tag larger than
+    L{maxStanzaSize}, which expat must hold whole to read it, is still a
+    parse error.
+
+    @cvar maxElementCount: elements in one stanza, the stanza included.
+    @cvar maxDepth: levels of nesting in one stanza, the stanza being 1.
+    @cvar maxStanzaSize: bytes in one stanza.
     """
+
+    maxElementCount = 20_000
+    maxDepth = 32
+    maxStanzaSize = 1024 * 1024
 
     def __init__(self) -> None:
         super().__init__()
-        self.elementCount, self.maxElementCount = 0, 100_000
+        self.StanzaSkippedEvent: Callable[[str], None] = lambda reason: None
         self._open: list[domish.Element] = []
+        self.elementCount = 0
+        self._received = 0
+        self._stanzaStart = 0
+        self._stanzaNamespaces = 0
+        # Levels of the skipped stanza that are still open.
+        self._skippedLevels = 0
         self.parser = pyexpat.ParserCreate("UTF-8", SEPARATOR)
         self.parser.buffer_text = True
-        self.parser.StartElementHandler = self._onStartElement
-        self.parser.EndElementHandler = self._onEndElement
-        self.parser.CharacterDataHandler = self._onCdata
-        self.parser.StartNamespaceDeclHandler = self._onStartNamespace
-        self.parser.EndNamespaceDeclHandler = self._onEndNamespace
+        if hasattr(self.parser, "SetReparseDeferralEnabled"):
+            # Expat 2.6 may leave complete tags unparsed after a large one,
+            # which would count as one huge tag; ours are capped anyway.
+            self.parser.SetReparseDeferralEnabled(False)
+        self._build()
+
+    def _build(self) -> None:
+        """
+        Build elements from expat's events.
+        """
+        parser = self.parser
+        parser.StartElementHandler = self._onStartElement
+        parser.EndElementHandler = self._onEndElement
+        parser.CharacterDataHandler = self._onCdata
+        parser.StartNamespaceDeclHandler = self._onStartNamespace
+        parser.EndNamespaceDeclHandler = self._onEndNamespace
+
+    def _skip(self, reason: str, levels: int) -> None:
+        """
+        Skip the current stanza, of which C{levels} levels are open: drop
+        what was built of it, and only count levels until it ends.
+        """
+        self._open = []
+        self.localPrefixes = {}
+        self._skippedLevels = levels
+        parser = self.parser
+        parser.StartElementHandler = self._onSkippedStart
+        parser.EndElementHandler = self._onSkippedEnd
+        # Not None: PyPy's pyexpat would call that.
+        parser.CharacterDataHandler = _ignore
+        parser.StartNamespaceDeclHandler = _ignore
+        parser.EndNamespaceDeclHandler = _ignore
+        self.StanzaSkippedEvent(reason)
+
+    def _onSkippedStart(self, name: str, attrs: dict) -> None:
+        self._skippedLevels += 1
+
+    def _onSkippedEnd(self, name: str) -> None:
+        self._skippedLevels -= 1
+        if not self._skippedLevels:
+            del self.defaultNsStack[self._stanzaNamespaces:]
+            self.elementCount = 0
+            self._build()
+
+    def parse(self, buffer: bytes) -> None:
+        """
+        Parse the next bytes of the stream.
+
+        @raise domish.ParserError: if they are not well-formed XML, or
+            expat holds more than L{maxStanzaSize} bytes of one tag.
+        """
+        self._received += len(buffer)
+        try:
+            self.parser.Parse(buffer)
+        except pyexpat.error as e:
+            raise domish.ParserError(str(e))
+        if self._received - max(self.parser.CurrentByteIndex, 0) > self.maxStanzaSize:
+            raise domish.ParserError(f"a single tag of more than {self.maxStanzaSize} bytes")
+        if self._open and self._received - self._stanzaStart > self.maxStanzaSize:
+            self._skip(f"more than {self.maxStanzaSize} bytes", len(self._open))
 
     def _onStartElement(self, name: str, attrs: dict) -> None:
+        building = self._open
+        if not building and self.documentStarted:
+            self._stanzaStart = self.parser.CurrentByteIndex
+            self._stanzaNamespaces = len(self.defaultNsStack)
+        self.elementCount += 1
+        if self.elementCount > self.maxElementCount:
+            self._skip(f"more than {self.maxElementCount} elements", len(building) + 1)
+            return
+        if len(building) >= self.maxDepth:
+            self._skip(f"more than {self.maxDepth} levels of elements", len(building) + 1)
+            return
         uri, _, local = name.rpartition(SEPARATOR)
         if attrs:
             for key in [key for key in attrs if SEPARATOR in key]:
@@ -91,16 +195,14 @@ class NamespaceSafeElementStream(domish.ExpatElementStream):
         self.localPrefixes = {}
         if not self.documentStarted:
             self.documentStarted = 1
+            self.elementCount = 0
             self.DocumentStartEvent(element)
             return
-        self.elementCount += 1
-        if self.elementCount > self.maxElementCount:
-            raise domish.ParserError("Maximum element count exceeded")
-        if self._open:
-            parent = self._open[-1]
+        if building:
+            parent = building[-1]
             parent.children.append(element)
             element.parent = parent
-        self._open.append(element)
+        building.append(element)
 
     def _onEndElement(self, _: str) -> None:
         if not self._open:
@@ -110,7 +212,9 @@ class NamespaceSafeElementStream(domish.ExpatElementStream):
         if self._open:
             return
         self.elementCount = 0
-        self.stanzaSize = 0
+        if self.parser.CurrentByteIndex - self._stanzaStart > self.maxStanzaSize:
+            self.StanzaSkippedEvent(f"more than {self.maxStanzaSize} bytes")
+            return
         self.ElementEvent(element)
 
     def _onCdata(self, data: str) -> None:
@@ -124,8 +228,15 @@ class NamespaceSafeElementStream(domish.ExpatElementStream):
 
 class LinkXmlStream(xmlstream.XmlStream):
     """
-    An XMPP stream parsed with L{NamespaceSafeElementStream}.
+    An XMPP stream parsed with L{NamespaceSafeElementStream}.  Stanzas it
+    skips are counted, and logged: the 1st, the 10th, the 100th, and so
+    on, on each connection.
+
+    @ivar skippedStanzas: how many stanzas were skipped on this connection.
     """
+
+    log = Logger()
+    skippedStanzas = 0
 
     def _initializeStream(self) -> None:
         super()._initializeStream()
@@ -133,3 +244,14 @@ class LinkXmlStream(xmlstream.XmlStream):
         self.stream.DocumentStartEvent = self.onDocumentStart
         self.stream.ElementEvent = self.onElement
         self.stream.DocumentEndEvent = self.onDocumentEnd
+        self.stream.StanzaSkippedEvent = self.onStanzaSkipped
+
+    def onStanzaSkipped(self, reason: str) -> None:
+        """
+        Count a stanza that the parser skipped, and log it if it is the
+        1st, 10th, 100th, ... on this connection.
+        """
+        self.skippedStanzas += 1
+        if str(self.skippedStanzas).rstrip("0") == "1":
+            self.log.warn("Skipped a stanza with {reason}: over the XMPP link's limits "
+                          "({count} skipped on this connection)", reason=reason, count=self.skippedStanzas)

@@ -15,7 +15,7 @@ import random
 import re
 from typing import Callable, Iterator
 
-import presenced.wokkel_compat  # noqa: F401  (must precede wokkel)
+from presenced.wokkel_compat import ReplyCheckingStreamManager  # (must precede wokkel)
 
 from twisted.application import service
 from twisted.internet import defer, task
@@ -28,7 +28,7 @@ from twisted.words.protocols.jabber import xmlstream
 from twisted.words.protocols.jabber.jid import InvalidFormat, JID
 from twisted.words.xish import domish
 from wokkel.component import Component
-from wokkel.subprotocols import StreamManager, XMPPHandler
+from wokkel.subprotocols import XMPPHandler
 from wokkel.generic import Request
 from wokkel.xmppim import RosterItem, RosterRequest
 
@@ -609,7 +609,7 @@ class LinkStreamFactory(xmlstream.XmlStreamFactory):
         connector.connect()
 
 
-class LinkService(StreamManager, service.Service):
+class LinkService(ReplyCheckingStreamManager, service.Service):
     """
     A link to the XMPP server, kept up for the lifetime of the service and
     reconnected by its L{LinkStreamFactory}.
@@ -623,7 +623,7 @@ class LinkService(StreamManager, service.Service):
     log = Logger()
 
     def __init__(self, reactor, settings: XMPPSettings) -> None:
-        StreamManager.__init__(self, LinkStreamFactory(self.authenticatorFor(settings), reactor), reactor)
+        ReplyCheckingStreamManager.__init__(self, LinkStreamFactory(self.authenticatorFor(settings), reactor), reactor)
         self.settings = settings
         self.authenticated = False
         self._connector = None

@@ -8,9 +8,12 @@ import pyexpat
 import weakref
 
 import pytest
+from twisted.internet.testing import StringTransport
+from twisted.logger import LogLevel, capturedLogs
+from twisted.words.protocols.jabber import xmlstream
 from twisted.words.xish import domish
 
-from presenced.streamparser import NamespaceSafeElementStream
+from presenced.streamparser import LinkXmlStream, NamespaceSafeElementStream
 
 STREAM = (
     "<stream:stream xmlns='jabber:component:accept' "
@@ -64,15 +67,103 @@ def test_namespaceWithSpace():
         parse(domish.ExpatElementStream(), STREAM + "<presence><x xmlns='urn:a b'/></presence>")
 
 
-def test_elementCountLimit():
+def skipping(**limits) -> tuple[NamespaceSafeElementStream, list[str]]:
     """
-    A stanza with more elements than the limit is a parse error.
+    A stream with the given limits, and the reasons of the stanzas it skips.
     """
     stream = NamespaceSafeElementStream()
-    stream.maxElementCount = 3
-    parse(stream, STREAM + "<presence><a/><b/></presence>")
+    for name, value in limits.items():
+        setattr(stream, name, value)
+    skipped: list[str] = []
+    stream.StanzaSkippedEvent = skipped.append
+    return stream, skipped
+
+
+@pytest.mark.parametrize("limit,within,over,reason", [
+    ({"maxElementCount": 3}, "<presence><a/><b/></presence>", "<presence><a/><b/><c/></presence>", "more than 3 elements"),
+    ({"maxDepth": 3}, "<presence><a><b/></a></presence>", "<presence><a><b><c/></b></a></presence>",
+     "more than 3 levels of elements"),
+    ({"maxStanzaSize": 100}, f"<presence><status>{'x' * 60}</status></presence>",
+     f"<presence><status>{'x' * 100}</status></presence>", "more than 100 bytes"),
+    ({"maxStanzaSize": 100}, "<presence>" + "<a/>" * 15 + "</presence>", "<presence>" + "<a/>" * 30 + "</presence>",
+     "more than 100 bytes"),
+])
+def test_oversizedStanzaSkipped(limit, within, over, reason):
+    """
+    A stanza over a limit (elements, depth or bytes) is skipped and its
+    reason given; the stanzas before and after it, within the limits, are
+    parsed.
+    """
+    stream, skipped = skipping(**limit)
+    elements = parse(stream, STREAM + within + over + "<iq><after/></iq>")
+    assert [e.name for e in elements] == ["presence", "iq"]
+    assert elements[1].firstChildElement().name == "after"
+    assert skipped == [reason]
+
+
+def test_parsingResumesInTheRightNamespaces():
+    """
+    After a stanza skipped anywhere inside, amid namespace declarations,
+    the next stanza is parsed exactly as it would be on its own.
+    """
+    stream, skipped = skipping(maxElementCount=5)
+    after = "<presence><x xmlns='urn:x'><y/></x><p:z xmlns:p='urn:p'/><status>s</status></presence>"
+    elements = parse(stream, STREAM + "<presence xmlns='urn:outer'><a xmlns='urn:a' xmlns:q='urn:q'>"
+                     "<b xmlns=''><q:c xmlns='urn:c'><d/><e/><f xmlns:r='urn:r'/></q:c></b></a></presence>" + after)
+    [alone] = parse(NamespaceSafeElementStream(), STREAM + after)
+    assert [describe(e) for e in elements] == [describe(alone)]
+    assert len(skipped) == 1
+
+
+def test_skippedStanzaIsNotBuilt():
+    """
+    Skipping a stanza keeps nothing of it: however much of it follows
+    after it went over, memory stays bounded.
+    """
+    pytest.importorskip("_tracemalloc", reason="this Python cannot trace its memory")
+    import tracemalloc
+
+    stream, skipped = skipping(maxElementCount=10)
+    stream.DocumentStartEvent = lambda root: None
+    stream.ElementEvent = lambda element: None
+    stream.parse((STREAM + "<presence>").encode())
+    chunk = b"<a b='c'><d/></a>" * 4000
+    tracemalloc.start()
+    try:
+        for _ in range(50):
+            stream.parse(chunk)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    stream.parse(b"</presence>")
+    assert (skipped, peak < 1024 * 1024) == (["more than 10 elements"], True)
+
+
+def test_oneHugeTagIsAParseError():
+    """
+    One tag larger than the byte limit, which expat would have to hold
+    whole to find its end, is still a parse error.
+    """
+    stream, _ = skipping(maxStanzaSize=1000)
     with pytest.raises(domish.ParserError):
-        parse(stream, "<presence><a/><b/><c/></presence>")
+        parse(stream, STREAM + "<presence><x a='" + "y" * 2000)
+
+
+def test_streamCountsAndLogsSkippedStanzas():
+    """
+    The link's stream counts the stanzas it skips, logs the 1st, 10th and
+    100th, and goes on dispatching the stanzas after them.
+    """
+    xs = LinkXmlStream(xmlstream.Authenticator())
+    xs.makeConnection(StringTransport())
+    xs.stream.maxElementCount = 2
+    received = []
+    xs.addObserver("/iq", received.append)
+    xs.dataReceived(STREAM.encode())
+    with capturedLogs() as events:
+        xs.dataReceived(b"<presence><a/><b/></presence>" * 100 + b"<iq/>")
+    assert (xs.skippedStanzas, len(received), xs.transport.disconnecting) == (100, 1, False)
+    assert [e["count"] for e in events if e["log_level"] == LogLevel.warn] == [1, 10, 100]
 
 
 @pytest.mark.skipif(platform.python_implementation() != "CPython",

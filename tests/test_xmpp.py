@@ -3,6 +3,7 @@ Tests for L{presenced.xmpp}: the component's handlers, fed real XML over
 an in-memory stream.
 """
 
+import re
 from xml.etree import ElementTree
 
 import pytest
@@ -15,6 +16,7 @@ from twisted.words.protocols.jabber.component import ConnectComponentAuthenticat
 
 from presenced.config import XMPPSettings
 from presenced.presence import OFFLINE, PresenceTracker, State
+from presenced.streamparser import NamespaceSafeElementStream
 from presenced.xmpp import (
     ComponentConnection, LinkMonitor, LinkStreamFactory, PresenceFeed,
     PrivilegeListener, RosterReader, RosterUnavailable,
@@ -150,10 +152,9 @@ def test_stanzaSerialisedFaithfully(link, children):
 
 def test_deepStanzaKept(link):
     """
-    However deeply a stanza's elements nest, it is kept, and the kept XML
-    is whole.
+    A stanza as deep as the link takes is kept, and the kept XML is whole.
     """
-    depth = 5000
+    depth = NamespaceSafeElementStream.maxDepth - 2
     link.receive(f"<presence from='alice@{DOMAIN}/x'><status>Deep</status><d xmlns='urn:d'>"
                  + "<d>" * depth + "</d>" * depth + "</d></presence>")
     stanza = link.tracker.shown(f"alice@{DOMAIN}").stanza
@@ -161,6 +162,26 @@ def test_deepStanzaKept(link):
     while len(element):
         element, levels = element[0], levels + 1
     assert levels == depth
+
+
+@pytest.mark.parametrize("oversized", [
+    "<x xmlns='urn:x'>" + "<a/>" * 100_001 + "</x>",
+    "<x xmlns='urn:x'>" + "<a>" * 100 + "</a>" * 100 + "</x>",
+    "<status>" + "x" * 11 * 1024 * 1024 + "</status>",
+])
+def test_oversizedPresenceSkipped(link, oversized):
+    """
+    A presence too large for the link (too many elements, too deep, too
+    many bytes) is skipped: the link stays up, everyone's presence is
+    kept, and the presence after it is taken.
+    """
+    link.receive(f"<presence from='alice@{DOMAIN}/x'><status>Alice here</status></presence>")
+    with capturedLogs():
+        link.receive(f"<presence from='mallory@{DOMAIN}/x'><status>Huge</status>{oversized}</presence>")
+    link.receive(f"<presence from='bob@{DOMAIN}/x'><status>Bob here</status></presence>")
+    assert link.transport.disconnecting is False
+    assert [link.tracker.shown(f"{user}@{DOMAIN}").status for user in ("alice", "mallory", "bob")] == [
+        "Alice here", None, "Bob here"]
 
 
 def test_priorityDecidesBetweenResources(link):
@@ -473,9 +494,11 @@ def test_handshakeTimerCancelledOnSuccess():
     assert clock.getDelayedCalls() == []
 
 
-def pings(link):
-    sent = link.sent()
-    return [part.split("id='")[1].split("'")[0] for part in sent.split("<iq ")[1:] if "urn:xmpp:ping" in part]
+def iqIDs(link, namespace: str) -> list[str]:
+    """
+    The ids of the IQ requests in C{namespace} sent since last asked.
+    """
+    return [part.split("id='")[1].split("'")[0] for part in link.sent().split("<iq ")[1:] if namespace in part]
 
 
 @pytest.mark.parametrize("answer,online", [
@@ -498,9 +521,9 @@ def test_resourceCheck(link, answer, online):
     link.receive(f"<presence from='alice@{DOMAIN}/desk'/>")
     link.sent()
     link.clock.advance(59)
-    assert pings(link) == []
+    assert iqIDs(link, "urn:xmpp:ping") == []
     link.clock.advance(1)
-    [pingID] = pings(link)
+    [pingID] = iqIDs(link, "urn:xmpp:ping")
     if answer:
         link.receive(answer.format(id=pingID))
     link.clock.advance(5)
@@ -517,3 +540,53 @@ def test_resourceCheckStopsWithLink(link):
     checker.setHandlerParent(link.connection)
     link.drop()
     assert link.clock.getDelayedCalls() == [] or all(not c.active() for c in link.clock.getDelayedCalls())
+
+
+def test_forgedPingErrorIgnored(link):
+    """
+    A ping error from anyone but the pinged resource, even with the ping's
+    id, leaves the resource online; the resource's own error takes it
+    offline.
+    """
+    from presenced.xmpp import ResourceChecker
+
+    ResourceChecker(link.tracker, link.clock, interval=60, timeout=5).setHandlerParent(link.connection)
+    link.receive(f"<presence from='alice@{DOMAIN}/desk'/>")
+    link.clock.advance(60)
+    [pingID] = iqIDs(link, "urn:xmpp:ping")
+    gone = ("<error type='cancel'><service-unavailable xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></iq>")
+    for forger in (f"mallory@{DOMAIN}/x", f"alice@{DOMAIN}/phone", f"alice@{DOMAIN}", DOMAIN):
+        link.receive(f"<iq type='error' id='{pingID}' from='{forger}' to='{COMPONENT}'>{gone}")
+    assert link.tracker.shown(f"alice@{DOMAIN}").state is State.AVAILABLE
+    link.receive(f"<iq type='error' id='{pingID}' from='alice@{DOMAIN}/desk' to='{COMPONENT}'>{gone}")
+    assert link.tracker.shown(f"alice@{DOMAIN}").state is State.OFFLINE
+
+
+def test_forgedRosterResultIgnored(link):
+    """
+    A roster result from anyone but the user whose roster was asked for,
+    even with the request's id, makes nobody a subscriber; the user's own
+    result still answers the request.
+    """
+    results = []
+    link.rosters.subscribers(f"alice@{DOMAIN}").addBoth(results.append)
+    [rosterID] = iqIDs(link, "jabber:iq:roster")
+    for forger in (f"mallory@{DOMAIN}/x", f"mallory@{DOMAIN}", COMPONENT):
+        link.receive(f"<iq type='result' id='{rosterID}' from='{forger}' to='{COMPONENT}'>"
+                     f"<query xmlns='jabber:iq:roster'><item jid='mallory@{DOMAIN}' subscription='both'/></query></iq>")
+    assert results == []
+    link.receive(f"<iq type='result' id='{rosterID}' from='alice@{DOMAIN}' to='{COMPONENT}'>"
+                 f"<query xmlns='jabber:iq:roster'><item jid='bob@{DOMAIN}' subscription='both'/></query></iq>")
+    assert results == [frozenset({f"bob@{DOMAIN}"})]
+
+
+def test_requestIdsCannotBeGuessed(link):
+    """
+    Each IQ request has an id of 144 random bits, which no earlier id
+    gives away (domish would count them up: C{H_1}, C{H_2}, ...).
+    """
+    for user in ("alice", "bob", "carol"):
+        link.rosters.subscribers(f"{user}@{DOMAIN}")
+    ids = iqIDs(link, "jabber:iq:roster")
+    assert len(set(ids)) == 3
+    assert all(re.fullmatch("[A-Za-z0-9_-]{24}", stanzaID) for stanzaID in ids)

@@ -112,3 +112,37 @@ async def test_componentDroppedClientGoesOffline(any_world):
     await until(lambda: world.service.tracker.shown(user).status != "About to vanish", timeout=15)
     assert await world.text(f"jid={user}") in ("Unavailable", "Disconnected: connection closed",
                                                 "Disconnected: closed")
+
+
+#: As many elements as each server lets one client's stanza carry: over
+#: the link's limit on both, and over Twisted's 100,000 on ejabberd, whose
+#: c2s listener here sets no max_stanza_size (Prosody cuts a client off
+#: with policy-violation past 256 KiB).
+OVERSIZED_ELEMENTS = {Prosody: 60_000, Ejabberd: 120_000}
+
+
+@pytest_twisted.ensureDeferred
+async def test_componentSkipsOversizedPresence(any_world):
+    """
+    A presence with more elements than the link takes, as many as the
+    server lets through, is skipped: the link stays up, and others'
+    presence is still shown and still followed.
+    """
+    world = any_world
+    user, mallory = world.user("user"), world.user("mallory")
+    await world.start()
+    client = await world.login(user)
+    client.available(status="Here")
+    await world.waitForText(f"jid={user}", "Here")
+    since = world.service.link.since
+    malloryClient = await world.login(mallory)
+    elements = OVERSIZED_ELEMENTS[type(world.server)]
+    malloryClient.manager.send(
+        "<presence><status>Huge</status><x xmlns='urn:x'>" + "<a/>" * elements + "</x></presence>")
+    malloryClient.available(status="Small again")
+    await world.waitForText(f"jid={mallory}", "Small again")
+    assert (world.service.link.connected, world.service.link.since) == (True, since)
+    assert world.service.connection.xmlstream.skippedStanzas == 1
+    assert await world.text(f"jid={user}") == "Here"
+    client.available(status="Still followed")
+    await world.waitForText(f"jid={user}", "Still followed")
