@@ -15,6 +15,8 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from presenced.ratelimit import RateLimitedLog
+
 SubscriberSource = Callable[[str], "defer.Deferred[frozenset[str]]"]
 
 
@@ -106,6 +108,7 @@ class AccessPolicy:
     def __init__(self, public: bool, rosters: RosterCache) -> None:
         self.public = public
         self.rosters = rosters
+        self.refusals = RateLimitedLog(self.log, rosters.clock)
 
     def mayView(self, user: str, requester: str | None) -> bool | defer.Deferred[bool]:
         """
@@ -126,7 +129,7 @@ class AccessPolicy:
         return subscribers
 
     def _refuse(self, failure, user: str) -> bool:
-        self.log.warn(
+        self.refusals.warn(
             "Refusing a subscribers-only request for {user}: roster unavailable ({why})",
             user=user, why=failure.getErrorMessage(),
         )

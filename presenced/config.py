@@ -9,15 +9,18 @@ never silently falls back to a default.
 from __future__ import annotations
 
 import configparser
+import re
 from dataclasses import dataclass, field
 from ipaddress import IPv4Network, IPv6Network, ip_address, ip_network
 from pathlib import Path
 from typing import Callable
 
+import hyperlink
+from cryptography import x509
 from twisted.internet.endpoints import serverFromString
-from twisted.words.protocols.jabber.jid import InvalidFormat, JID
 
 import presenced
+from presenced import jids
 from presenced.presence import State
 from presenced.sign import UnusableKey, readKey
 
@@ -66,7 +69,8 @@ class XMPPSettings:
     @ivar mode: C{"component"} (XEP-0114 with XEP-0356 privileges) or
         C{"client"} (an ordinary account that users add as a contact).
     @ivar jid: the component's address, or the account's JID.
-    @ivar secret: the component secret, or the account's password.
+    @ivar secret: the component secret, or the account's password; left
+        out of the C{repr}, so that it is not logged by accident.
     @ivar host: where to connect; C{None} in client mode to look up the
         domain's C{_xmpp-client._tcp} SRV records.
     @ivar domain: the users' domain (component), or the account's domain.
@@ -74,12 +78,15 @@ class XMPPSettings:
         account and be served.
     @ivar tls: client mode: C{"required"} (STARTTLS), C{"direct"} (TLS
         from the first byte, XEP-0368), C{"optional"} or C{"off"}.
-    @ivar ca_file: client mode: CA certificates to verify the server
-        with, instead of the system's.
+    @ivar ca_file: client mode: a PEM bundle of CA certificates, every
+        one of them trusted to verify the server with, instead of the
+        system's.
+    @ivar max_contacts: client mode: the most roster entries with a
+        subscription; beyond, new users' subscription requests are refused.
     """
 
     jid: str
-    secret: str
+    secret: str = field(repr=False)
     host: str | None
     port: int
     domain: str
@@ -88,6 +95,7 @@ class XMPPSettings:
     allow_domains: tuple[str, ...] = ()
     tls: str = "required"
     ca_file: Path | None = None
+    max_contacts: int = 10_000
 
     @property
     def servedDomains(self) -> frozenset[str]:
@@ -95,6 +103,9 @@ class XMPPSettings:
         The domains whose users' presence is served.
         """
         return frozenset(self.allow_domains) if self.mode == "client" else frozenset({self.domain})
+
+
+LOOPBACK = (ip_network("127.0.0.0/8"), ip_network("::1"))
 
 
 @dataclass(frozen=True)
@@ -108,12 +119,18 @@ class HTTPSettings:
         access log lines (combined log format) are appended to.
     @ivar trusted_proxies: the reverse proxies whose C{X-Forwarded-For}
         names the client in the access log.
+    @ivar redirect_hosts: the hosts that image URLs may point to, IDNA
+        host names or C{*.suffix} patterns; empty: any host.
+    @ivar health_details_from: the networks whose clients see the details
+        of the health answer; others get the status alone.
     """
 
     listen: tuple[str, ...]
     images: Path
     access_log: str
     trusted_proxies: tuple[IPv4Network | IPv6Network, ...] = ()
+    redirect_hosts: tuple[str, ...] = ()
+    health_details_from: tuple[IPv4Network | IPv6Network, ...] = LOOPBACK
 
 
 @dataclass(frozen=True)
@@ -216,14 +233,18 @@ def _text(raw: str) -> str:
     return raw
 
 
-def _domainJID(raw: str) -> str:
+def _parsedJID(raw: str) -> jids.JIDParts:
     try:
-        parsed = JID(raw)
-    except InvalidFormat as e:
+        return jids.parse(raw)
+    except jids.InvalidJID as e:
         raise ValueError(f"not a valid JID: {raw!r} ({e})") from None
-    if parsed.user is not None or parsed.resource is not None:
+
+
+def _domainJID(raw: str) -> str:
+    parsed = _parsedJID(raw)
+    if parsed.local is not None or parsed.resource is not None:
         raise ValueError(f"must be a bare domain, without user or resource: {raw!r}")
-    return parsed.host
+    return parsed.domain
 
 
 def _port(raw: str) -> int:
@@ -257,6 +278,16 @@ def _positiveSeconds(raw: str) -> float:
     value = _seconds(raw)
     if value == 0:
         raise ValueError("must be more than 0 seconds")
+    return value
+
+
+def _positiveCount(raw: str) -> int:
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ValueError(f"not a whole number: {raw!r}") from None
+    if value < 1:
+        raise ValueError(f"must be at least 1: {raw!r}")
     return value
 
 
@@ -305,17 +336,31 @@ def _networks(raw: str) -> tuple[IPv4Network | IPv6Network, ...]:
     return tuple(networks)
 
 
-_CLIENT_ONLY = ("allow_domains", "tls", "ca_file")
+_HOST_NAME = re.compile(r"[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*")
+
+
+def _hostPatterns(raw: str) -> tuple[str, ...]:
+    patterns = []
+    for item in raw.split():
+        wildcard, host = ("*.", item[2:]) if item.startswith("*.") else ("", item)
+        try:
+            ascii = hyperlink.parse(f"https://{host}/").to_uri().host.lower()
+        except Exception:
+            ascii = ""
+        if any(c in host for c in "/?#@:[]\\") or not _HOST_NAME.fullmatch(ascii):
+            raise ValueError(f"not a host name or *.suffix pattern: {item!r}")
+        patterns.append(wildcard + ascii)
+    return tuple(patterns)
+
+
+_CLIENT_ONLY = ("allow_domains", "tls", "ca_file", "max_contacts")
 
 
 def _accountJID(raw: str) -> str:
-    try:
-        parsed = JID(raw)
-    except InvalidFormat as e:
-        raise ValueError(f"not a valid JID: {raw!r} ({e})") from None
-    if parsed.user is None:
+    parsed = _parsedJID(raw)
+    if parsed.local is None:
         raise ValueError(f"must be an account, user@domain: {raw!r}")
-    return parsed.full()
+    return parsed.full
 
 
 def _choice(*allowed: str) -> Callable[[str], str]:
@@ -337,6 +382,25 @@ def _file(raw: str) -> Path:
     path = Path(raw)
     if not path.is_file():
         raise ValueError(f"not a file: {raw!r}")
+    return path
+
+
+def caCertificates(path: Path) -> list[x509.Certificate]:
+    """
+    Every certificate of the PEM bundle at C{path}.
+
+    @raise ValueError: if it holds none, or one that cannot be read.
+    @raise OSError: if the file cannot be read.
+    """
+    return x509.load_pem_x509_certificates(path.read_bytes())
+
+
+def _caFile(raw: str) -> Path:
+    path = _file(raw)
+    try:
+        caCertificates(path)
+    except (OSError, ValueError):
+        raise ValueError(f"not a readable PEM file of certificates: {raw!r}") from None
     return path
 
 
@@ -367,16 +431,29 @@ def _isLoopback(host: str | None) -> bool:
         return False
 
 
+def _checkPlaintext(read: _Reader, key: str, link: str, host: str | None, allowPlaintext: bool) -> None:
+    """
+    Note a problem at C{key} when C{link}, a link that can be unencrypted,
+    goes to a host that is not loopback without C{allow_plaintext}.
+    """
+    if not allowPlaintext and not _isLoopback(host):
+        read.problem("xmpp", key, f"{link}; it needs a loopback host (127.0.0.1, ::1, localhost) "
+                                  "or allow_plaintext = true")
+
+
 def _xmppSettings(read: _Reader) -> XMPPSettings:
     mode = read.value("xmpp", "mode", _choice("component", "client"), "component")
+    allowPlaintext = read.value("xmpp", "allow_plaintext", _boolean, False)
     if mode != "client":
         for key in _CLIENT_ONLY:
             if read.value("xmpp", key, str, None) is not None:
                 read.problem("xmpp", key, "only used with mode = client")
+        host = read.value("xmpp", "host", _text, "127.0.0.1")
+        _checkPlaintext(read, "host", "the component link (XEP-0114) is not encrypted", host, allowPlaintext)
         return XMPPSettings(
             jid=read.value("xmpp", "jid", _domainJID),
             secret=read.value("xmpp", "secret", _text),
-            host=read.value("xmpp", "host", _text, "127.0.0.1"),
+            host=host,
             port=read.value("xmpp", "port", _port, 5347),
             domain=read.value("xmpp", "domain", _domainJID),
             resource_check=read.value("xmpp", "resource_check", _seconds, 300.0),
@@ -384,13 +461,13 @@ def _xmppSettings(read: _Reader) -> XMPPSettings:
     if read.value("xmpp", "resource_check", str, None) is not None:
         read.problem("xmpp", "resource_check", "only used with mode = component")
     jid = read.value("xmpp", "jid", _accountJID)
-    accountDomain = JID(jid).host if jid else None
+    accountDomain = jids.split(jid).domain if jid else None
     if read.value("xmpp", "domain", str, None) is not None:
         read.problem("xmpp", "domain", "not used with mode = client; list the served domains in allow_domains")
     host = read.value("xmpp", "host", _text, None)
     tls = read.value("xmpp", "tls", _choice("required", "direct", "optional", "off"), "required")
-    if tls in ("optional", "off") and not _isLoopback(host):
-        read.problem("xmpp", "tls", f"{tls} is only allowed with a loopback host (127.0.0.1, ::1, localhost)")
+    if tls in ("optional", "off"):
+        _checkPlaintext(read, "tls", f"{tls} can leave the link unencrypted", host, allowPlaintext)
     return XMPPSettings(
         mode=mode,
         jid=jid,
@@ -400,7 +477,8 @@ def _xmppSettings(read: _Reader) -> XMPPSettings:
         domain=accountDomain,
         allow_domains=read.value("xmpp", "allow_domains", _domains, (accountDomain,) if accountDomain else ()),
         tls=tls,
-        ca_file=read.value("xmpp", "ca_file", _file, None),
+        ca_file=read.value("xmpp", "ca_file", _caFile, None),
+        max_contacts=read.value("xmpp", "max_contacts", _positiveCount, 10_000),
     )
 
 
@@ -432,6 +510,8 @@ def fromString(text: str, name: str = "<string>") -> Settings:
         images=read.value("http", "images", _directory, defaultImageDirectory()),
         access_log=read.value("http", "access_log", _accessLog, "off"),
         trusted_proxies=read.value("http", "trusted_proxies", _networks, ()),
+        redirect_hosts=read.value("http", "redirect_hosts", _hostPatterns, ()),
+        health_details_from=read.value("http", "health_details_from", _networks, LOOPBACK),
     )
     labels = {
         state: read.value("presence", key, str, DEFAULT_LABELS[state])

@@ -11,7 +11,8 @@ C{away}, then C{xa}, then C{dnd}.  Between equally available resources the
 higher priority wins, and between those the most recently received
 presence.  A user with no online resource is offline; if their last
 resource went away with a status text, that text is kept for the offline
-answer.
+answer.  At most L{PresenceTracker.maxResources} resources are kept per
+user: beyond, the one updated least recently is dropped.
 """
 
 from __future__ import annotations
@@ -95,6 +96,10 @@ class ResourcePresence(Shown):
         return (_AVAILABILITY_RANK[self.state], self.priority, self.received)
 
 
+def _lastUpdate(presence: ResourcePresence) -> float:
+    return presence.received
+
+
 class PresenceTracker:
     """
     The presence of every user of one domain, by bare JID and resource.
@@ -102,8 +107,12 @@ class PresenceTracker:
     An online user's resources are kept in a tuple, the one shown first,
     so that L{shown} is a plain lookup and a user costs little memory.
     Offline users are kept only when their last unavailable presence had a
-    status text.
+    status text.  A user keeps at most L{maxResources} resources, so that
+    no user can make updates costly: a new resource beyond that replaces
+    the one whose presence is the oldest.
     """
+
+    maxResources = 32
 
     def __init__(self) -> None:
         self._online: dict[str, tuple[ResourcePresence, ...]] = {}
@@ -124,6 +133,8 @@ class PresenceTracker:
             self._online[user] = (presence,)
             return
         others = [p for p in current if p.resource != presence.resource]
+        if len(others) >= self.maxResources:
+            others.remove(min(reversed(others), key=_lastUpdate))
         others.append(presence)
         self._online[user] = tuple(sorted(others, key=ResourcePresence.sortKey, reverse=True))
 
@@ -162,6 +173,13 @@ class PresenceTracker:
         Every online C{(user, resource)}, as a snapshot.
         """
         return [(user, p.resource) for user, resources in self._online.items() for p in resources]
+
+    def forget(self, user: str) -> None:
+        """
+        Forget C{user}'s presence: they are offline, without a status.
+        """
+        self._online.pop(user, None)
+        self._offline.pop(user, None)
 
     def clear(self) -> None:
         """

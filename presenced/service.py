@@ -20,6 +20,7 @@ from presenced.answers import AnswerRenderer, loadImages
 from presenced.config import ConfigError, PresenceSettings, Settings, load
 from presenced.presence import PresenceTracker
 from presenced.sign import RequesterCheck
+from presenced.tls import RenewableTLS, isTLS, readTLSOptions
 from presenced.web import AccessLog, HealthResource, StatusResource, buildSite
 from presenced.xmpp import (
     ComponentConnection, LinkMonitor, PresenceFeed, PrivilegeListener, ResourceChecker, RosterReader,
@@ -33,7 +34,10 @@ class PresenceService(MultiService):
 
     Its children are named C{xmpp} (the link to the server) and C{http} (the
     listeners).  L{reload} re-reads the settings file at C{configPath};
-    with C{reloadOnHangup}, SIGHUP does that.
+    with C{reloadOnHangup}, SIGHUP does that, from the moment the service
+    is built: one that arrives before the service has started (while
+    twistd binds its ports and drops privileges) is applied once it has,
+    and one after it has stopped is ignored.
 
     @ivar settings: the settings in force.
     @ivar tracker: the presence model.
@@ -53,11 +57,12 @@ class PresenceService(MultiService):
         self.tracker = PresenceTracker()
         self._reloading: defer.Deferred[bool] | None = None
         self._reloadAgain: defer.Deferred[bool] | None = None
+        self._reloadOnStart = False
 
         xmpp, presence = settings.xmpp, settings.presence
         self.link = LinkMonitor(reactor)
-        self.feed = PresenceFeed(self.tracker, xmpp.servedDomains, reactor)
         self.mode = (ClientMode if xmpp.mode == "client" else ComponentMode)(settings, reactor, self.tracker, self.link)
+        self.feed = PresenceFeed(self.tracker, xmpp.servedDomains, reactor, self.mode.tracks)
         self.connection = self.mode.connection
         self.connection.setName("xmpp")
         self.connection.setServiceParent(self)
@@ -67,20 +72,30 @@ class PresenceService(MultiService):
         renderer = AnswerRenderer(loadImages(settings.http.images), presence.labels)
         self.status = StatusResource(self.tracker, self.mode.policy, renderer, xmpp.servedDomains,
                                      _requesterCheck(presence, reactor))
-        self.site = buildSite(self.status, HealthResource(self.health), reactor)
-        self.site.setAccessLog(self._openAccessLog(settings.http.access_log))
+        self.healthResource = HealthResource(self.health)
+        self.healthResource.detailsFrom = settings.http.health_details_from
+        self.site = buildSite(self.status, self.healthResource, reactor)
         self.site.logFormatter.trusted = settings.http.trusted_proxies
+        self.status.redirectHosts = settings.http.redirect_hosts
 
         self.http = MultiService()
         self.http.setName("http")
         self.http.setServiceParent(self)
         self.listeners = {}
+        self.tls: dict[str, RenewableTLS] = {}
         for description in settings.http.listen:
             self.listeners[description] = self._listener(description)
             self.listeners[description].setServiceParent(self.http)
+        if reloadOnHangup:
+            signal.signal(signal.SIGHUP, self._hangup)
 
     def _listener(self, description: str):
-        return strports.service(description, self.site, reactor=self.reactor)
+        if not isTLS(description):
+            return strports.service(description, self.site, reactor=self.reactor)
+        tls = RenewableTLS()
+        listener = strports.service(description, self.site, reactor=tls.listeningWith(self.reactor))
+        self.tls[description] = tls
+        return listener
 
     def _openAccessLog(self, target: str) -> AccessLog | None:
         return None if target == "off" else AccessLog(target, self.reactor)
@@ -98,18 +113,34 @@ class PresenceService(MultiService):
         }
 
     def startService(self) -> None:
+        """
+        Open the access log, then start the link and the listeners.
+
+        twistd calls this after switching to its C{--uid}/C{--gid} (ports
+        are bound before that, by C{privilegedStartService}): the access
+        log is opened, or created, by the account that reopens it on
+        reloads.
+
+        @raise OSError: the access log cannot be opened.
+        """
+        self.site.setAccessLog(self._openAccessLog(self.settings.http.access_log))
         super().startService()
-        if self.reloadOnHangup:
-            signal.signal(signal.SIGHUP, self._hangup)
+        if self._reloadOnStart:
+            self._reloadOnStart = False
+            self.reload()
 
     def stopService(self) -> defer.Deferred:
-        if self.reloadOnHangup:
-            signal.signal(signal.SIGHUP, signal.SIG_DFL)
         self.site.setAccessLog(None)
         return super().stopService()
 
     def _hangup(self, signum, frame) -> None:
-        self.reactor.callFromThread(self.reload)
+        self.reactor.callFromThread(self._reloadWhenRunning)
+
+    def _reloadWhenRunning(self) -> None:
+        if self.running:
+            self.reload()
+        else:
+            self._reloadOnStart = True
 
     def reload(self) -> defer.Deferred[bool]:
         """
@@ -159,9 +190,8 @@ class PresenceService(MultiService):
             return False
 
         try:
-            # TLS listeners are recreated on every reload, so that renewed
-            # certificates are read; reading them now checks them first.
-            renewed = {d: self._listener(d) for d in self.listeners if d in new.http.listen and _isTLS(d)}
+            # Certificates are read again on every reload, for renewals.
+            renewed = {d: readTLSOptions(d) for d in self.tls if d in new.http.listen}
         except Exception as e:
             return abort("Reload aborted: cannot read a TLS certificate ({why}); nothing was changed", why=e)
         if new.xmpp.mode != old.xmpp.mode:
@@ -176,7 +206,9 @@ class PresenceService(MultiService):
 
         # The access log file is reopened on every reload, for log rotation.
         self.site.setAccessLog(accessLog)
-        await self._renewTLS(renewed)
+        for description, options in renewed.items():
+            self.tls[description].options = options
+            self.log.info("Certificate of {description} read again", description=description)
         if not changes:
             self.log.info("Reload done: nothing changed")
             return True
@@ -185,6 +217,8 @@ class PresenceService(MultiService):
         self.status.requesters = _requesterCheck(new.presence, self.reactor)
         self.status.domains = self.feed.domains = new.xmpp.servedDomains
         self.site.logFormatter.trusted = new.http.trusted_proxies
+        self.status.redirectHosts = new.http.redirect_hosts
+        self.healthResource.detailsFrom = new.http.health_details_from
         self.settings = new
         if new.xmpp != old.xmpp:
             await self.connection.reconnect(new.xmpp)
@@ -205,30 +239,14 @@ class PresenceService(MultiService):
                     started[description] = self._listener(description)
                     started[description].setServiceParent(self.http)
         except Exception:
-            for listener in started.values():
+            for description, listener in started.items():
                 await listener.disownServiceParent()
+                self.tls.pop(description, None)
             raise
         for description in [d for d in self.listeners if d not in listen]:
             await self.listeners.pop(description).disownServiceParent()
+            self.tls.pop(description, None)
         self.listeners.update(started)
-
-
-    async def _renewTLS(self, renewed: dict) -> None:
-        """
-        Replace TLS listeners by ones with freshly read certificates.  The
-        port is closed and opened again: connections that arrive in that
-        moment are refused.
-        """
-        for description, listener in renewed.items():
-            await self.listeners[description].disownServiceParent()
-            try:
-                listener.setServiceParent(self.http)
-            except Exception as e:
-                self.listeners.pop(description)
-                self.log.error("Cannot listen again on {description} after reading its certificate: {why}",
-                               description=description, why=e)
-            else:
-                self.listeners[description] = listener
 
 
 class ComponentMode:
@@ -239,12 +257,15 @@ class ComponentMode:
 
     @ivar handlers: what the link needs besides the presence feed.
     @ivar policy: who may see whom.
+    @ivar tracks: whose presence the feed tracks: every user of the domain.
     """
+
+    tracks = None
 
     def __init__(self, settings: Settings, reactor, tracker: PresenceTracker, link: LinkMonitor) -> None:
         xmpp, presence = settings.xmpp, settings.presence
         self.connection = ComponentConnection(reactor, xmpp)
-        self.privileges = PrivilegeListener(xmpp.domain)
+        self.privileges = PrivilegeListener(xmpp.domain, reactor)
         self.rosterReader = RosterReader(link, presence.roster_timeout)
         self.checker = ResourceChecker(tracker, reactor, xmpp.resource_check, presence.roster_timeout)
         self.handlers = [self.privileges, self.rosterReader, self.checker]
@@ -271,23 +292,22 @@ class ClientMode:
 
     @ivar handlers: what the link needs besides the presence feed.
     @ivar policy: who may be seen: the consenting contacts.
+    @ivar tracks: whose presence the feed tracks: the consenting contacts'.
     """
 
     def __init__(self, settings: Settings, reactor, tracker: PresenceTracker, link: LinkMonitor) -> None:
         self.connection = ClientConnection(reactor, settings.xmpp)
-        self.contacts = ContactRoster(settings.xmpp.servedDomains)
-        self.handlers = [self.contacts, ConsentKeeper(self.contacts)]
+        self.contacts = ContactRoster(settings.xmpp.servedDomains, tracker, settings.xmpp.max_contacts)
+        self.handlers = [self.contacts, ConsentKeeper(self.contacts, reactor)]
         self.policy = self.contacts
+        self.tracks = self.contacts.isContact
 
     def apply(self, settings: Settings) -> None:
         """
         Use new settings from now on (a changed link is reconnected apart).
         """
         self.contacts.allowDomains = settings.xmpp.servedDomains
-
-
-def _isTLS(description: str) -> bool:
-    return description.split(":", 1)[0] in ("ssl", "tls")
+        self.contacts.maxContacts = settings.xmpp.max_contacts
 
 
 def _follow(d: defer.Deferred) -> defer.Deferred:

@@ -153,7 +153,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     """
     Print a signed status query or URL.
     """
-    from twisted.words.protocols.jabber.jid import JID
+    from presenced.jids import InvalidJID, parseBare
 
     parser = argparse.ArgumentParser(
         prog="python -m presenced.sign",
@@ -176,12 +176,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     jids = []
     for name in ("jid", "req_jid"):
         try:
-            parsed = JID(getattr(args, name))
-        except Exception:
-            parser.error(f"{name} is not a valid JID")
-        if parsed.user is None:
+            local, domain, _ = parseBare(getattr(args, name))
+        except InvalidJID as e:
+            parser.error(f"{name} is not a valid JID: {e}")
+        if local is None:
             parser.error(f"{name} must name a user (user@domain)")
-        jids.append(parsed.userhost())
+        jids.append(f"{local}@{domain}")
     query = signedQuery(key, jids[0], jids[1], int(time.time()) + args.ttl)
     print(f"{args.url}?{query}" if args.url else query)
 

@@ -4,6 +4,9 @@ The C{twistd presenced} command: options, and the service they build.
 
 from __future__ import annotations
 
+import os
+import socket
+
 from twisted.python import usage
 
 from presenced import __version__
@@ -56,11 +59,31 @@ def loadSettings(path: str) -> Settings:
 def makeService(options: Options, reactor=None) -> PresenceService:
     """
     Build the daemon's service tree from the command-line options.
+
+    Once the reactor runs (twistd has started the service by then), systemd
+    is told that presenced is ready, if it asked to be (C{Type=notify}).
     """
     if reactor is None:
         from twisted.internet import reactor
     settings = loadSettings(options["config"])
     try:
-        return PresenceService(settings, reactor, configPath=options["config"], reloadOnHangup=True)
+        service = PresenceService(settings, reactor, configPath=options["config"], reloadOnHangup=True)
     except OSError as e:
         raise SystemExit(f"presenced: refusing to start: {e}") from None
+    reactor.callWhenRunning(notifySystemd, "READY=1")
+    return service
+
+
+def notifySystemd(state: str) -> None:
+    """
+    Send C{state} to systemd's notification socket (what C{sd_notify}
+    does), when systemd runs presenced with one in C{$NOTIFY_SOCKET}.
+    """
+    address = os.environ.get("NOTIFY_SOCKET")
+    if not address:
+        return
+    if address.startswith("@"):
+        address = "\0" + address[1:]
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as notifications:
+        notifications.connect(address)
+        notifications.sendall(state.encode())

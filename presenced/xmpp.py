@@ -34,6 +34,7 @@ from wokkel.xmppim import RosterItem, RosterRequest
 
 from presenced.config import XMPPSettings
 from presenced.presence import PresenceTracker, ResourcePresence, stateFromShow
+from presenced.ratelimit import RateLimitedLog
 from presenced.streamparser import LinkXmlStream
 
 NS_COMPONENT = "jabber:component:accept"
@@ -207,19 +208,25 @@ def _priority(text: str | None) -> int:
 
 class PresenceFeed(XMPPHandler):
     """
-    Feeds every presence of the served domains' users into the model.
+    Feeds every presence of the served domains' users into the model, or
+    of those users that C{tracks} accepts.
 
     Presence from other domains, from the bare domain, with an unparseable
     sender, or of types other than available and unavailable is ignored.
     When the link is lost, the model is cleared: presence is no longer
     known.
+
+    @ivar tracks: whether to track a user (a normalised bare JID) of a
+        served domain; C{None} tracks all of them.
     """
 
-    def __init__(self, tracker: PresenceTracker, domains: frozenset[str], clock: IReactorTime) -> None:
+    def __init__(self, tracker: PresenceTracker, domains: frozenset[str], clock: IReactorTime,
+                 tracks: Callable[[str], bool] | None = None) -> None:
         super().__init__()
         self.tracker = tracker
         self.domains = domains
         self.clock = clock
+        self.tracks = tracks
 
     def connectionInitialized(self) -> None:
         self.xmlstream.addObserver("/presence", self.onPresence)
@@ -235,6 +242,8 @@ class PresenceFeed(XMPPHandler):
         if sender is None:
             return
         user, resource = sender
+        if self.tracks is not None and not self.tracks(user):
+            return
         kind = element.getAttribute("type")
         if kind == "unavailable":
             self.tracker.unavailable(user, resource, _presenceFields(element)[1])
@@ -286,6 +295,7 @@ class ResourceChecker(XMPPHandler):
         self.clock = clock
         self.interval = interval
         self.timeout = timeout
+        self.gone = RateLimitedLog(self.log, clock)
         self._loop: task.LoopingCall | None = None
 
     def connectionInitialized(self) -> None:
@@ -328,7 +338,7 @@ class ResourceChecker(XMPPHandler):
 
     def _answered(self, failure, user: str, resource: str) -> None:
         if failure.check(jabber_error.StanzaError) and failure.value.condition in self.GONE:
-            self.log.info("{user}/{resource} is gone; showing it offline", user=user, resource=resource)
+            self.gone.info("{user}/{resource} is gone; showing it offline", user=user, resource=resource)
             self.tracker.unavailable(user, resource, None)
 
 
@@ -337,17 +347,19 @@ class PrivilegeListener(XMPPHandler):
     Takes note of the XEP-0356 privileges the server grants.
 
     Logs what was granted, and warns when the presence or roster permission
-    that presenced needs is missing.
+    that presenced needs is missing.  Advertisements from anyone but the
+    server are ignored, with a warning at most once a minute.
 
     @ivar granted: permission access name to type, as last advertised.
     """
 
     log = Logger()
 
-    def __init__(self, serverDomain: str) -> None:
+    def __init__(self, serverDomain: str, clock: IReactorTime) -> None:
         super().__init__()
         self.serverDomain = serverDomain
         self.granted: dict[str, str] = {}
+        self.impostors = RateLimitedLog(self.log, clock)
 
     def connectionInitialized(self) -> None:
         self.granted = {}
@@ -361,7 +373,7 @@ class PrivilegeListener(XMPPHandler):
         if privilege.uri not in NS_PRIVILEGE:
             return
         if element.getAttribute("from") != self.serverDomain:
-            self.log.warn(
+            self.impostors.warn(
                 "Ignoring a privilege advertisement from {sender!r}, not the server {server}",
                 sender=element.getAttribute("from"),
                 server=self.serverDomain,

@@ -5,7 +5,8 @@ presence of the users who added it as a contact.
 Consent is the roster: a user who wants their presence published asks for
 the account's presence (adds it to their roster); presenced approves users
 of the allowed domains and asks for theirs in return.  It serves exactly
-the contacts whose presence it receives (subscription C{to} or C{both}).
+the contacts whose presence it receives (subscription C{to} or C{both}),
+and tracks the presence of no one else.
 """
 
 from __future__ import annotations
@@ -15,17 +16,21 @@ import presenced.wokkel_compat  # noqa: F401  (must precede wokkel)
 from pathlib import Path
 
 import scramp
+from cryptography.hazmat.primitives.serialization import Encoding
 
 from twisted.internet import ssl
-from twisted.internet.interfaces import ISSLTransport
+from twisted.internet.interfaces import IReactorTime, ISSLTransport
 from twisted.logger import Logger
 from twisted.names.srvconnect import SRVConnector
 from twisted.words.protocols.jabber import client, sasl, sasl_mechanisms, xmlstream
-from twisted.words.protocols.jabber.jid import JID
-from wokkel.xmppim import PresenceClientProtocol, RosterClientProtocol
+from twisted.words.protocols.jabber.error import StanzaError
+from twisted.words.protocols.jabber.jid import InvalidFormat, JID
+from wokkel.xmppim import XPATH_ROSTER_SET, PresenceClientProtocol, RosterClientProtocol, RosterItem
 from zope.interface import implementer
 
-from presenced.config import XMPPSettings
+from presenced.config import XMPPSettings, caCertificates
+from presenced.presence import PresenceTracker
+from presenced.ratelimit import RateLimitedLog
 from presenced.xmpp import LinkService
 
 
@@ -95,7 +100,8 @@ class AccountAuthenticator(client.XMPPAuthenticator):
 
     @ivar tls: C{"required"}, C{"direct"} (the connection is TLS already),
         C{"optional"} or C{"off"}.
-    @ivar caFile: PEM CA certificates to trust instead of the system's.
+    @ivar caFile: a PEM bundle of CA certificates, all of them trusted
+        instead of the system's.
     """
 
     def __init__(self, jid: JID, password: str, tls: str, caFile: Path | None) -> None:
@@ -116,13 +122,17 @@ class AccountAuthenticator(client.XMPPAuthenticator):
         ]
         xs.initializers = initializers
 
-
     def tlsOptions(self):
         """
         TLS client options that verify the server's certificate for the
-        account's domain, against C{caFile} or the system's CAs.
+        account's domain, against every certificate of C{caFile} or the
+        system's CAs.
         """
-        trust = ssl.Certificate.loadPEM(self.caFile.read_bytes()) if self.caFile else None
+        trust = None
+        if self.caFile:
+            trust = ssl.trustRootFromCertificates([
+                ssl.Certificate.loadPEM(certificate.public_bytes(Encoding.PEM))
+                for certificate in caCertificates(self.caFile)])
         return ssl.optionsForClientTLS(self.jid.host, trustRoot=trust)
 
 
@@ -168,55 +178,114 @@ class ContactRoster(RosterClientProtocol):
     The account's roster, as far as consent goes: the contacts of allowed
     domains whose presence the account receives.  Kept while the link is
     down (consent does not lapse with it) and read again on every login.
+    A contact who no longer shares their presence is forgotten by the
+    presence model.  The roster holds at most C{maxContacts} entries with
+    a subscription, either way or asked for.
 
     @ivar contacts: their bare JIDs.
+    @ivar members: the bare JIDs of the roster entries with a subscription
+        either way, or one asked for.
     """
 
-    def __init__(self, allowDomains: frozenset[str]) -> None:
+    iqHandlers = {XPATH_ROSTER_SET: "onRosterPush"}
+
+    def __init__(self, allowDomains: frozenset[str], tracker: PresenceTracker, maxContacts: int) -> None:
         super().__init__()
         self.allowDomains = allowDomains
+        self.tracker = tracker
+        self.maxContacts = maxContacts
         self.contacts: set[str] = set()
+        self.members: set[str] = set()
 
     def load(self, roster) -> None:
         """
         Take the contacts from a fetched roster.
         """
-        self.contacts = set()
-        for entity, item in roster.items():
-            self._update(entity, item.subscriptionTo)
+        before, self.contacts, self.members = self.contacts, set(), set()
+        for item in roster.values():
+            self._update(item)
+        for user in before - self.contacts:
+            self.tracker.forget(user)
 
-    def _update(self, entity: JID, receivesPresence: bool) -> None:
-        if receivesPresence and entity.user is not None and entity.host in self.allowDomains:
-            self.contacts.add(entity.userhost())
+    def _update(self, item: RosterItem) -> None:
+        entity, user = item.entity, item.entity.userhost()
+        if item.subscriptionTo or item.subscriptionFrom or item.pendingOut:
+            self.members.add(user)
         else:
-            self.contacts.discard(entity.userhost())
+            self.members.discard(user)
+        if item.subscriptionTo and entity.user is not None and entity.host in self.allowDomains:
+            self.contacts.add(user)
+        else:
+            self._drop(user)
+
+    def _drop(self, user: str) -> None:
+        if user in self.contacts:
+            self.contacts.discard(user)
+            self.tracker.forget(user)
+
+    def onRosterPush(self, iq):
+        """
+        Take a roster push, only from the account itself (RFC 6121,
+        2.1.6).  Anyone else's is refused before it is read, and a push
+        that cannot be read is refused too, so that neither is logged.
+        """
+        sender = iq.getAttribute("from")
+        if sender is not None and sender.partition("/")[0] != self.parent.jid.userhost():
+            raise StanzaError("service-unavailable")
+        try:
+            return self._onRosterSet(iq)
+        except (KeyError, InvalidFormat):
+            raise StanzaError("bad-request") from None
 
     def setReceived(self, request) -> None:
-        self._update(request.item.entity, request.item.subscriptionTo)
+        self._update(request.item)
 
     def removeReceived(self, request) -> None:
-        self.contacts.discard(request.item.entity.userhost())
+        self.members.discard(request.item.entity.userhost())
+        self._drop(request.item.entity.userhost())
+
+    def admit(self, user: str) -> bool:
+        """
+        Make room in the roster for C{user}, about to be approved, if there
+        is room (or they are in it already).
+
+        @return: whether there was.
+        """
+        if user not in self.members and len(self.members) >= self.maxContacts:
+            return False
+        self.members.add(user)
+        return True
+
+    def isContact(self, user: str) -> bool:
+        """
+        Whether C{user} (a normalised bare JID) shares their presence with
+        the account: the only users whose presence is tracked and shown.
+        """
+        return user in self.contacts
 
     def mayView(self, user: str, requester: str | None) -> bool:
         """
         Whether C{user}'s presence may be shown: they shared it.
         """
-        return user in self.contacts
+        return self.isContact(user)
 
 
 class ConsentKeeper(PresenceClientProtocol):
     """
     Answers subscription requests: users of the allowed domains are
-    approved and asked for their presence in return; others are refused.
+    approved and asked for their presence in return while the roster has
+    room for them; others are refused.
     Once the roster is read, sends the account's initial presence, which
-    makes the server send the contacts' presence.
+    makes the server send the contacts' presence.  Anyone may send
+    requests, so each kind of answer is logged at most once a minute.
     """
 
     log = Logger()
 
-    def __init__(self, roster: ContactRoster) -> None:
+    def __init__(self, roster: ContactRoster, clock: IReactorTime) -> None:
         super().__init__()
         self.roster = roster
+        self.requests = RateLimitedLog(self.log, clock)
 
     def connectionInitialized(self) -> None:
         super().connectionInitialized()
@@ -227,14 +296,19 @@ class ConsentKeeper(PresenceClientProtocol):
         self.log.error("Could not read the account's roster: {why}", why=reason.getErrorMessage())
 
     def subscribeReceived(self, entity: JID) -> None:
-        if entity.user is not None and entity.host in self.roster.allowDomains:
-            self.log.info("{user} shares their presence with the account", user=entity.userhost())
+        if entity.user is None or entity.host not in self.roster.allowDomains:
+            self.requests.info("Refusing a subscription request from {user}: not an allowed domain",
+                               user=entity.full())
+            self.unsubscribed(entity)
+        elif not self.roster.admit(entity.userhost()):
+            self.requests.warn("Refusing a subscription request from {user}: the roster is full "
+                               "([xmpp] max_contacts = {limit})", user=entity.userhost(),
+                               limit=self.roster.maxContacts)
+            self.unsubscribed(entity)
+        else:
+            self.requests.info("{user} shares their presence with the account", user=entity.userhost())
             self.subscribed(entity)
             self.subscribe(entity.userhostJID())
-        else:
-            self.log.info("Refusing a subscription request from {user}: not an allowed domain",
-                          user=entity.full())
-            self.unsubscribed(entity)
 
     def unsubscribeReceived(self, entity: JID) -> None:
         self.unsubscribed(entity)

@@ -3,6 +3,7 @@ Tests for L{presenced.access}: the roster cache and the access policy.
 """
 
 from twisted.internet import defer, task
+from twisted.logger import LogLevel, capturedLogs
 
 from presenced.access import AccessPolicy, RosterCache
 
@@ -95,3 +96,21 @@ def test_policy():
     policy.mayView("z@x.test", "b@x.test").addCallback(answers.append)
     fetches.pending["z@x.test"].errback(RuntimeError("no answer"))
     assert answers == [True, False]
+
+
+def test_refusalsWarnedAtMostOnceAMinute():
+    """
+    Any caller can ask while rosters cannot be read; the warning about the
+    refusals is logged at most once a minute.
+    """
+    clock, fetches = task.Clock(), Fetches()
+    policy = AccessPolicy(False, RosterCache(fetches, clock, ttl=100))
+    with capturedLogs() as events:
+        for number in range(20):
+            policy.mayView(f"u{number}@x.test", "b@x.test")
+            fetches.pending[f"u{number}@x.test"].errback(RuntimeError("no answer"))
+        clock.advance(60)
+        policy.mayView("a@x.test", "b@x.test")
+        fetches.pending["a@x.test"].errback(RuntimeError("no answer"))
+    warnings = [e for e in events if e["log_level"] == LogLevel.warn]
+    assert [e["suppressed"] for e in warnings] == [0, 19]

@@ -132,6 +132,34 @@ def test_componentJIDMustBeADomain():
     ]
 
 
+def test_componentLinkToOtherHostNeedsAllowPlaintext():
+    """
+    The component link is not encrypted, so a host that is not loopback
+    is refused unless allow_plaintext is set; loopback hosts are fine.
+    """
+    remote = MINIMAL.replace("domain = example.com", "domain = example.com\nhost = xmpp.example.com")
+    assert problems(remote) == [
+        "test.ini [xmpp] host: the component link (XEP-0114) is not encrypted; it needs a loopback host "
+        "(127.0.0.1, ::1, localhost) or allow_plaintext = true"
+    ]
+    allowed = remote.replace("host = xmpp.example.com", "host = xmpp.example.com\nallow_plaintext = true")
+    assert config.fromString(allowed).xmpp.host == "xmpp.example.com"
+    for loopback in ("127.0.0.2", "::1", "localhost"):
+        assert config.fromString(remote.replace("xmpp.example.com", loopback)).xmpp.host == loopback
+
+
+def test_domainWithAnEmptyLabel():
+    """
+    A domain with an empty label is refused like any other bad JID.
+    """
+    assert problems(MINIMAL.replace("domain = example.com", "domain = example..com")) == [
+        "test.ini [xmpp] domain: not a valid JID: 'example..com' (Empty label in hostname)"
+    ]
+    assert problems(CLIENT.replace("secret = password", "secret = password\nallow_domains = example.com a\u3002.b")) == [
+        "test.ini [xmpp] allow_domains: not a valid JID: 'a\u3002.b' (Empty label in hostname)"
+    ]
+
+
 def test_emptySecret():
     """
     An empty secret is refused.
@@ -198,6 +226,36 @@ def test_trustedProxies():
     ]
 
 
+def test_redirectHosts():
+    """
+    redirect_hosts takes host names and *.suffix patterns, kept IDNA-encoded
+    and in lower case; anything else is an error.
+    """
+    settings = config.fromString(MINIMAL + "redirect_hosts = img.example.org *.CDN.example B\u00fccher.example\n")
+    assert settings.http.redirect_hosts == ("img.example.org", "*.cdn.example", "xn--bcher-kva.example")
+    assert config.fromString(MINIMAL).http.redirect_hosts == ()
+    for item in ["https://img.example.org", "img.example.org/x", "*", "*.", "a..b", "user@host", "-a.example"]:
+        assert problems(MINIMAL + f"redirect_hosts = example.org {item}\n") == [
+            f"test.ini [http] redirect_hosts: not a host name or *.suffix pattern: {item!r}"
+        ]
+
+
+def test_healthDetailsFrom():
+    """
+    health_details_from takes addresses and networks, loopback by default;
+    empty shows the details to nobody.
+    """
+    from ipaddress import ip_network
+
+    assert config.fromString(MINIMAL).http.health_details_from == (ip_network("127.0.0.0/8"), ip_network("::1"))
+    settings = config.fromString(MINIMAL + "health_details_from = 192.0.2.7 10.1.0.0/16\n")
+    assert settings.http.health_details_from == (ip_network("192.0.2.7"), ip_network("10.1.0.0/16"))
+    assert config.fromString(MINIMAL + "health_details_from =\n").http.health_details_from == ()
+    assert problems(MINIMAL + "health_details_from = monitor.example\n") == [
+        "test.ini [http] health_details_from: not an IP address or network: 'monitor.example'"
+    ]
+
+
 CLIENT = """
 [xmpp]
 mode = client
@@ -218,7 +276,20 @@ def test_clientModeDefaults():
     xmpp = config.fromString(CLIENT).xmpp
     assert (xmpp.mode, xmpp.jid, xmpp.domain) == ("client", "presence-bot@example.com/web", "example.com")
     assert (xmpp.host, xmpp.port, xmpp.tls, xmpp.ca_file) == (None, 5222, "required", None)
+    assert xmpp.max_contacts == 10_000
     assert xmpp.servedDomains == frozenset({"example.com"})
+
+
+@pytest.mark.parametrize("text,secret", [(MINIMAL, "s3cret"), (CLIENT, "password")])
+def test_secretNotInRepr(text, secret):
+    """
+    The component secret and the account password appear in no repr of
+    the settings, so that logging them does not give them away.
+    """
+    settings = config.fromString(text)
+    assert settings.xmpp.secret == secret
+    assert secret not in repr(settings.xmpp)
+    assert secret not in repr(settings)
 
 
 def test_clientModeProblems(tmp_path):
@@ -232,10 +303,48 @@ def test_clientModeProblems(tmp_path):
     assert problems(text) == [
         "test.ini [xmpp] jid: must be an account, user@domain: 'example.com'",
         "test.ini [xmpp] domain: not used with mode = client; list the served domains in allow_domains",
-        "test.ini [xmpp] tls: off is only allowed with a loopback host (127.0.0.1, ::1, localhost)",
+        "test.ini [xmpp] tls: off can leave the link unencrypted; it needs a loopback host "
+        "(127.0.0.1, ::1, localhost) or allow_plaintext = true",
         "test.ini [xmpp] ca_file: not a file: '/nope'",
         "test.ini [presence] public: must be true with mode = client: an account cannot read other "
         "users' rosters; only users who added the account are served anyway",
+    ]
+
+
+def test_clientModeWithoutTLSNeedsAllowPlaintextForOtherHosts():
+    """
+    allow_plaintext lets client mode, too, skip TLS with a host that is
+    not loopback.
+    """
+    text = CLIENT.replace("secret = password", "secret = password\nhost = xmpp.example.com\ntls = off")
+    assert len(problems(text)) == 1
+    xmpp = config.fromString(text.replace("tls = off", "tls = off\nallow_plaintext = yes")).xmpp
+    assert (xmpp.host, xmpp.tls) == ("xmpp.example.com", "off")
+
+
+def test_caFileMustHoldCertificates(tmp_path):
+    """
+    A ca_file that holds no PEM certificate is refused.
+    """
+    bundle = tmp_path / "ca.pem"
+    bundle.write_text("not a certificate\n")
+    assert problems(CLIENT.replace("secret = password", f"secret = password\nca_file = {bundle}")) == [
+        f"test.ini [xmpp] ca_file: not a readable PEM file of certificates: '{bundle}'"
+    ]
+
+
+def test_maxContacts():
+    """
+    max_contacts is a whole number of at least 1, and only for client mode.
+    """
+    withMax = CLIENT.replace("secret = password", "secret = password\nmax_contacts = {}").format
+    assert config.fromString(withMax("25")).xmpp.max_contacts == 25
+    assert problems(withMax("0")) + problems(withMax("many")) == [
+        "test.ini [xmpp] max_contacts: must be at least 1: '0'",
+        "test.ini [xmpp] max_contacts: not a whole number: 'many'",
+    ]
+    assert problems(MINIMAL.replace("secret = s3cret", "secret = s3cret\nmax_contacts = 5")) == [
+        "test.ini [xmpp] max_contacts: only used with mode = client"
     ]
 
 

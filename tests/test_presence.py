@@ -158,6 +158,21 @@ def test_onlineCount():
     assert tracker.onlineCount() == 2
 
 
+def test_resourcesPerUserCapped():
+    """
+    A user keeps at most 32 resources: a new one beyond them replaces the
+    one updated least recently.
+    """
+    tracker = PresenceTracker()
+    for number in range(32):
+        tracker.available("a@example.test", presence(State.AWAY, received=number, resource=f"r{number}"))
+    tracker.available("a@example.test", presence(State.CHAT, received=32, resource="r0"))
+    tracker.available("a@example.test", presence(State.XA, received=33, resource="new"))
+    resources = {resource for _, resource in tracker.onlineResources()}
+    assert resources == {"new"} | {f"r{number}" for number in range(32)} - {"r1"}
+    assert tracker.shown("a@example.test").state is State.CHAT
+
+
 def test_stateFromShow():
     """
     The show values of RFC 6121 map to their states; none or anything else

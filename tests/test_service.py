@@ -5,14 +5,22 @@ with an in-memory reactor and clock.
 
 from __future__ import annotations
 
+import json
+
 import pytest
+from OpenSSL.crypto import FILETYPE_PEM, dump_certificate
+from OpenSSL.SSL import Connection
 from twisted.internet.error import CannotListenError
+from twisted.internet.interfaces import IOpenSSLServerConnectionCreator
+from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.testing import MemoryReactorClock, StringTransport, _FakePort
 from twisted.logger import LogLevel, capturedLogs
+from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.python.failure import Failure
 
 from presenced.config import load
 from presenced.presence import ResourcePresence, State
+from presenced.sandbox.certificates import selfSigned
 from presenced.service import PresenceService
 
 from webhelpers import request
@@ -37,9 +45,16 @@ class RecordingReactor(MemoryReactorClock):
         self.busy = set()
 
     def listenTCP(self, port, factory, backlog=50, interface=""):
+        super().listenTCP(port, factory, backlog, interface)
+        return self._listen(port, interface)
+
+    def listenSSL(self, port, factory, contextFactory, backlog=50, interface=""):
+        super().listenSSL(port, factory, contextFactory, backlog, interface)
+        return self._listen(port, interface)
+
+    def _listen(self, port, interface):
         if port in self.busy:
             raise CannotListenError(interface, port, OSError("Address already in use"))
-        super().listenTCP(port, factory, backlog, interface)
         self.events.append(("listen", port))
         reactor = self
 
@@ -48,6 +63,19 @@ class RecordingReactor(MemoryReactorClock):
                 reactor.events.append(("close", port))
 
         return Port(None)
+
+    def servedCertificate(self) -> bytes:
+        """
+        The certificate the last TLS port would present to a connection
+        accepted now, in PEM.
+        """
+        creator = self.sslServers[-1][2]
+        if IOpenSSLServerConnectionCreator.providedBy(creator):
+            tlsProtocol = TLSMemoryBIOFactory(creator, False, Factory.forProtocol(Protocol)).buildProtocol(None)
+            connection = creator.serverConnectionForTLS(tlsProtocol)
+        else:
+            connection = Connection(creator.getContext(), None)
+        return dump_certificate(FILETYPE_PEM, connection.get_certificate())
 
 
 class Daemon:
@@ -126,6 +154,18 @@ def test_reloadAppliesPresenceSettings(daemon):
     assert "presence.public, presence.labels, presence.roster_ttl" in [
         e.get("changes") for e in events if "changes" in e
     ]
+
+
+def test_reloadAppliesRedirectHosts(daemon):
+    """
+    Changed redirect_hosts apply to the next request.
+    """
+    target = "/plugins/presence/status?jid=a@example.test&offline=https%3A%2F%2Fevil.example%2F"
+    assert request(daemon.service.site, "GET", target).code == 302
+    assert daemon.reload(http__redirect_hosts="img.example.org") == [True]
+    assert request(daemon.service.site, "GET", target).code == 400
+    assert daemon.reload(http__redirect_hosts="*.evil.example evil.example") == [True]
+    assert request(daemon.service.site, "GET", target).code == 302
 
 
 def test_invalidReloadChangesNothing(daemon):
@@ -228,6 +268,17 @@ def test_healthFollowsLink(daemon):
     assert (healthy, body["xmpp"], body["users_online"]) == (False, "disconnected", 0)
 
 
+def test_reloadAppliesHealthDetailsFrom(daemon):
+    """
+    Health details are shown to loopback clients by default, and to the
+    networks of health_details_from once it is changed.
+    """
+    assert "version" in json.loads(request(daemon.service.site, "GET", "/plugins/presence/health").body)
+    assert daemon.reload(http__health_details_from="192.0.2.0/24") == [True]
+    assert json.loads(request(daemon.service.site, "GET", "/plugins/presence/health").body) == {
+        "xmpp": "disconnected"}
+
+
 def test_linkLossDropsCachedRosters(daemon):
     """
     Rosters cached before a link loss are dropped.
@@ -293,3 +344,41 @@ def test_reloadRereadsRequesterKeys(daemon, tmp_path):
     key.write_bytes(new)
     assert daemon.reload(presence__public="false", presence__requester_key=str(key)) == [True]
     assert (text(old), text(new)) == (b"Forbidden", b"Away")
+
+
+def test_reloadRenewsCertificateOnOpenPort(daemon, tmp_path):
+    """
+    A reload reads a TLS listener's certificate files again without
+    closing its port: connections accepted afterwards get the new
+    certificate.
+    """
+    cert, key = selfSigned("localhost", tmp_path)
+    listen = f"ssl:8443:interface=127.0.0.1:privateKey={key}:certKey={cert}"
+    assert daemon.reload(http__listen=listen) == [True]
+    assert daemon.reactor.servedCertificate() == cert.read_bytes()
+    selfSigned("localhost", tmp_path)
+    with capturedLogs() as events:
+        assert daemon.reload(http__listen=listen) == [True]
+    assert daemon.reactor.servedCertificate() == cert.read_bytes()
+    assert daemon.reactor.events == [("listen", 8081), ("listen", 8443), ("close", 8081)]
+    assert [e["description"] for e in events if "description" in e] == [listen]
+
+
+def test_mismatchedCertificateAbortsReload(daemon, tmp_path):
+    """
+    A renewed certificate whose key is not the one on file aborts the
+    reload; the port keeps serving the old certificate.
+    """
+    cert, key = selfSigned("localhost", tmp_path)
+    listen = f"ssl:8443:interface=127.0.0.1:privateKey={key}:certKey={cert}"
+    assert daemon.reload(http__listen=listen) == [True]
+    before = cert.read_bytes()
+    other, _ = selfSigned("other", tmp_path)
+    cert.write_bytes(other.read_bytes())
+    with capturedLogs() as events:
+        assert daemon.reload(http__listen=listen, presence__public="false") == [False]
+    assert daemon.reactor.servedCertificate() == before
+    assert daemon.service.mode.policy.public is True
+    texts = [e.get("problem", e["log_format"]) for e in events if e["log_level"] == LogLevel.error]
+    assert any(text.endswith("Certificate public and private keys do not match.") for text in texts)
+    assert "Reload aborted: the configuration has errors; nothing was changed" in texts

@@ -2,14 +2,50 @@
 Tests for L{presenced.tap} and the twistd plugin.
 """
 
+import os
+import signal
+import socket
+
 import pytest
 from twisted.application.service import IServiceMaker
 from twisted.internet import task
+from twisted.internet.testing import MemoryReactorClock
+from twisted.logger import capturedLogs
 from twisted.plugin import getPlugins
 from twisted.python import usage
 
 from presenced import tap
 from presenced.service import PresenceService
+
+
+@pytest.fixture(autouse=True)
+def hangupAsBefore():
+    """
+    makeService installs presenced's SIGHUP handler: each test leaves the
+    test process's handler as it found it.
+    """
+    previous = signal.getsignal(signal.SIGHUP)
+    yield
+    signal.signal(signal.SIGHUP, previous)
+
+
+class ThreadCallReactor(MemoryReactorClock):
+    """
+    A memory reactor that keeps what C{callFromThread} is given until
+    L{runThreadCalls}, as a real reactor does until its next iteration.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.threadCalls = []
+
+    def callFromThread(self, f, *args, **kwargs):
+        self.threadCalls.append((f, args, kwargs))
+
+    def runThreadCalls(self):
+        calls, self.threadCalls = self.threadCalls, []
+        for f, args, kwargs in calls:
+            f(*args, **kwargs)
 
 
 def test_pluginIsFound():
@@ -53,11 +89,7 @@ def test_badConfigRefusesToStart(tmp_path):
     assert f"{path} [xmpp] port: not a port number: 'none'" in message
 
 
-def test_makeService(tmp_path):
-    """
-    A valid configuration gives the service tree with named xmpp and http
-    children.
-    """
+def validOptions(tmp_path) -> tap.Options:
     path = tmp_path / "ok.ini"
     path.write_text(
         "[xmpp]\njid = presence.example.com\nsecret = s\ndomain = example.com\n"
@@ -65,14 +97,24 @@ def test_makeService(tmp_path):
     )
     options = tap.Options()
     options.parseOptions(["-c", str(path)])
-    service = tap.makeService(options, task.Clock())
+    return options
+
+
+def test_makeService(tmp_path):
+    """
+    A valid configuration gives the service tree with named xmpp and http
+    children.
+    """
+    service = tap.makeService(validOptions(tmp_path), MemoryReactorClock())
     assert isinstance(service, PresenceService)
     assert {child.name for child in service} == {"xmpp", "http"}
 
 
 def test_unopenableAccessLogRefusesToStart(tmp_path):
     """
-    An access log file that cannot be opened stops start-up with the reason.
+    An access log file that cannot be opened stops start-up with the
+    reason; it is opened when the service starts, as the account twistd
+    runs it as.
     """
     (tmp_path / "access.log").mkdir()
     path = tmp_path / "ok.ini"
@@ -82,5 +124,42 @@ def test_unopenableAccessLogRefusesToStart(tmp_path):
     )
     options = tap.Options()
     options.parseOptions(["-c", str(path)])
-    with pytest.raises(SystemExit, match="presenced: refusing to start: .*Is a directory"):
-        tap.makeService(options, task.Clock())
+    service = tap.makeService(options, MemoryReactorClock())
+    with pytest.raises(IsADirectoryError, match="access.log"):
+        service.startService()
+
+
+def test_hangupDuringStartUpIsAppliedOnceStarted(tmp_path):
+    """
+    A SIGHUP after the service is built and before it starts (while twistd
+    binds ports and drops privileges) does not end the process: the
+    settings are re-read once the service has started.
+    """
+    reactor = ThreadCallReactor()
+    service = tap.makeService(validOptions(tmp_path), reactor)
+    with capturedLogs() as events:
+        os.kill(os.getpid(), signal.SIGHUP)
+        reactor.runThreadCalls()
+        assert not [e for e in events if e["log_format"].startswith("Reloading")]
+        service.startService()
+    assert [e["log_format"] for e in events if e["log_format"].startswith("Reload")] == [
+        "Reloading the settings from {path}", "Reload done: nothing changed"]
+    service.stopService()
+
+
+def test_readyToldToSystemdOnceRunning(tmp_path, monkeypatch):
+    """
+    Run by systemd as a Type=notify service, the daemon sends READY=1 to
+    systemd's notification socket once the reactor runs, not before.
+    """
+    systemd = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    systemd.bind(str(tmp_path / "notify"))
+    systemd.setblocking(False)
+    monkeypatch.setenv("NOTIFY_SOCKET", str(tmp_path / "notify"))
+    reactor = MemoryReactorClock()
+    tap.makeService(validOptions(tmp_path), reactor)
+    with pytest.raises(BlockingIOError):
+        systemd.recv(100)
+    reactor.run()
+    assert systemd.recv(100) == b"READY=1"
+    systemd.close()

@@ -4,6 +4,8 @@ through a real twisted.web site over an in-memory transport.
 """
 
 import json
+import os
+import stat
 from urllib.parse import quote
 
 import pytest
@@ -17,7 +19,7 @@ from presenced.config import DEFAULT_LABELS, defaultImageDirectory
 from presenced.presence import PresenceTracker, ResourcePresence, State
 from presenced.sign import RequesterCheck, signature, signedQuery
 from presenced.web import (AccessLog, BadRequest, HealthResource, StatusResource, buildSite, combinedLogLine,
-                           parseQuery)
+                           formArguments, parseQuery)
 
 from webhelpers import Connection, request
 
@@ -40,9 +42,10 @@ class Fixture:
         self.rosters = RosterCache(self.fetch, self.clock, ttl=30)
         self.policy = AccessPolicy(public, self.rosters)
         labels = dict(DEFAULT_LABELS)
-        status = StatusResource(self.tracker, self.policy, AnswerRenderer(IMAGES, labels), frozenset({DOMAIN}),
-                                RequesterCheck(keys, required, self.clock))
-        self.site = buildSite(status, HealthResource(lambda: self.health), self.clock)
+        self.status = StatusResource(self.tracker, self.policy, AnswerRenderer(IMAGES, labels), frozenset({DOMAIN}),
+                                     RequesterCheck(keys, required, self.clock))
+        self.healthResource = HealthResource(lambda: self.health)
+        self.site = buildSite(self.status, self.healthResource, self.clock)
         self.health = (True, {"xmpp": "connected"})
 
     def fetch(self, user):
@@ -104,6 +107,15 @@ def test_resourceInJidIsIgnored(public):
     """
     public.online("alice@example.test", state=State.AWAY)
     assert public.get("jid=alice@example.test/whatever").body == IMAGES[State.AWAY].data
+
+
+def test_resourceInJidIsNotChecked(public):
+    """
+    The resource in jid is dropped unread: even one that is not a valid
+    resource gets the bare user's answer.
+    """
+    public.online("alice@example.test", state=State.AWAY)
+    assert public.get("jid=alice@example.test/%00%E2%80%8B").body == IMAGES[State.AWAY].data
 
 
 def test_jidIsNormalised(public):
@@ -179,6 +191,18 @@ def test_otherDomainIsForbidden(public):
     """
     response = public.get("jid=eve@elsewhere.test&type=text")
     assert (response.code, response.body) == (200, b"Forbidden")
+
+
+def test_otherDomainIsForbiddenWhateverTheLocalPart(public):
+    """
+    A user on another domain gets the forbidden answer whatever the local
+    part, as the XML answer, which shows the user, gets it normalised.
+    """
+    response = public.get("jid=e%20ve@elsewhere.test&type=text")
+    assert (response.code, response.body) == (200, b"Forbidden")
+    assert public.get("jid=Eve@Elsewhere.test&type=xml").body.startswith(
+        b"<presence type='error' from='eve@elsewhere.test'>")
+    assert public.get("jid=e%20ve@elsewhere.test&type=xml").code == 400
 
 
 def test_forbiddenXml(private):
@@ -344,6 +368,24 @@ def test_forbiddenRedirect(private):
     assert (response.code, response.headers["location"]) == (302, "https://example.org/no.png")
 
 
+def test_redirectsAreLimitedToTheAllowedHosts(public):
+    """
+    With allowed hosts, an image URL to any other host is a bad request
+    naming the parameter; a *.suffix pattern allows the hosts under the
+    suffix, not the suffix itself.
+    """
+    public.status.redirectHosts = ("img.example.org", "*.cdn.example")
+    for url in ["https://img.example.org/a.png", "http://img.example.org./a.png", "https://a.b.cdn.example/a.png"]:
+        response = public.get(f"jid=alice@example.test&offline={quote(url.replace('img', 'IMG'), safe='')}")
+        assert (response.code, response.headers["location"]) == (302, url)
+    for url in ["https://evil.example/login", "https://cdn.example/a.png", "https://img.example.org.evil/a",
+                "https://evilimg.example.org/a", "https://xcdn.example/a"]:
+        response = public.get(f"jid=x@elsewhere.test&forbidden={quote(url, safe='')}")
+        assert (response.code, response.body) == (400, b"forbidden points to a host that is not allowed\n")
+    response = public.get("jid=alice@example.test&images=" + quote("https://evil.example/--IMAGE--", safe=""))
+    assert (response.code, response.body) == (400, b"images points to a host that is not allowed\n")
+
+
 def test_internationalURLIsEncoded(public):
     """
     A non-ASCII URL is sent as a valid URI.
@@ -361,6 +403,41 @@ def test_postAndHeadBehaveLikeGet(public):
     assert public.get("jid=alice%40example.test&type=text", method="POST").body == b"Hello"
     response = public.get("jid=alice@example.test&type=text", method="HEAD")
     assert (response.code, response.body) == (200, b"")
+
+
+def test_postCombinesBodyAndQuery(public):
+    """
+    A POST's query string and form body are read together: a parameter
+    in both is given twice, a bad request.
+    """
+    public.online("alice@example.test", status="Hello")
+    form = {"Content-Type": "application/x-www-form-urlencoded; charset=UTF-8"}
+    response = request(public.site, "POST", f"{STATUS}?jid=alice@example.test", b"type=text", form)
+    assert response.body == b"Hello"
+    response = request(public.site, "POST", f"{STATUS}?jid=alice@example.test&type=text", b"type=xml", form)
+    assert (response.code, response.body) == (400, b"type is given more than once\n")
+
+
+def test_semicolonIsNoSeparator(public):
+    """
+    Only & separates parameters; a ; is part of a value.
+    """
+    public.online("alice@example.test", status="Hello")
+    assert public.get("jid=alice@example.test&t=1;type=text").body == IMAGES[State.AVAILABLE].data
+    assert public.get("jid=alice@example.test;type=text").code == 400
+    assert public.get("t=1;jid=alice@example.test&type=text").code == 400
+
+
+def test_formArgumentsAsTwistedWithoutSemicolons():
+    """
+    Without ;, parameters are read as twisted.web reads them.
+    """
+    import random
+
+    rng = random.Random(3986)
+    for _ in range(2000):
+        query = bytes(rng.choice(b"a=&+%2F0x\xc3\xa9") for _ in range(rng.randrange(20)))
+        assert formArguments(query) == http.parse_qs(query, 1)
 
 
 def test_headAnswersTheLengthOfGetAndNothingElse(public):
@@ -395,6 +472,44 @@ def test_oversizedBodyRefused(public):
     assert response.code == 413
 
 
+def sendChunked(connection, body: bytes, chunkSize: int = 4096) -> None:
+    """
+    POST C{body} to the status resource with chunked transfer encoding.
+    """
+    chunks = b"".join(b"%x\r\n%s\r\n" % (len(body[i:i + chunkSize]), body[i:i + chunkSize])
+                      for i in range(0, len(body), chunkSize))
+    connection.channel.dataReceived(
+        b"POST " + STATUS.encode() + b" HTTP/1.1\r\nHost: presence.example.test\r\n"
+        b"Content-Type: application/x-www-form-urlencoded\r\nTransfer-Encoding: chunked\r\n\r\n"
+        + chunks + b"0\r\n\r\n")
+
+
+def test_chunkedBodyIsKeptInMemory(public, monkeypatch):
+    """
+    A chunked POST body, whose length is not known in advance, is read in
+    memory like any other: no temporary file is made for it.
+    """
+    import tempfile
+
+    def noFiles(*args, **kwargs):
+        raise OSError("no temporary files here")
+
+    monkeypatch.setattr(tempfile, "TemporaryFile", noFiles)
+    public.online("alice@example.test", status="Hello")
+    connection = Connection(public.site)
+    sendChunked(connection, b"jid=alice%40example.test&type=text")
+    assert connection.response().body == b"Hello"
+
+
+def test_oversizedChunkedBodyRefused(public):
+    """
+    A chunked POST body over the limit is answered with 413.
+    """
+    connection = Connection(public.site)
+    sendChunked(connection, b"jid=alice@example.test&pad=" + b"x" * (70 * 1024))
+    assert connection.response().code == 413
+
+
 def test_answersCarrySafetyHeaders(public):
     """
     Answers forbid content sniffing and run nothing when opened directly.
@@ -411,8 +526,13 @@ def test_answersCarrySafetyHeaders(public):
     ("jid=a@b@c", "jid is not a valid JID"),
     ("jid=%FF%FE@example.test", "jid is not valid UTF-8"),
     ("jid=" + "a" * 4000 + "@example.test", "jid is too long"),
+    ("jid=" + "a" * 1024 + "@example.test", "jid is not a valid JID"),
+    ("jid=a@example.test&req_jid=a@" + "d" * 1024, "req_jid is not a valid JID"),
     ("jid=a@example.test&jid=b@example.test", "jid is given more than once"),
     ("jid=a@example.test&req_jid=%40%40", "req_jid is not a valid JID"),
+    ("jid=a@.", "jid is not a valid JID"),
+    ("jid=a@example.test&req_jid=a..b", "req_jid is not a valid JID"),
+    ("jid=a@example.test&req_jid=%E2%80%8B", "req_jid is not a valid JID"),
     ("jid=a@example.test&type=html", "type must be image, text or xml"),
     ("jid=a@example.test&images=http://x.example/a.png", "images must contain --IMAGE--"),
     ("jid=a@example.test&images=ftp://x.example/--IMAGE--", "images must be an absolute http or https URL"),
@@ -421,6 +541,14 @@ def test_answersCarrySafetyHeaders(public):
     ("jid=a@example.test&away=http://x.example/%0d%0aSet-Cookie:x", "away must not contain spaces or control characters"),
     ("jid=a@example.test&dnd=http://x.example/" + "a" * 3000, "dnd is too long"),
     ("jid=a@example.test&offline=http://[::1", "offline is not a valid URL"),
+    ("jid=a@example.test&offline=" + quote("https://chat.example.com%5C@evil.example/", safe=""),
+     "offline must not contain a user name or password"),
+    ("jid=a@example.test&away=" + quote("https://user:pw@evil.example/", safe=""),
+     "away must not contain a user name or password"),
+    ("jid=a@example.test&offline=" + quote("https://chat.example.com\\@evil.example/", safe=""),
+     "offline must not contain backslashes"),
+    ("jid=a@example.test&images=" + quote("https:/\\evil.example/--IMAGE--", safe=""),
+     "images must not contain backslashes"),
 ])
 def test_badRequests(public, query, reason):
     """
@@ -430,6 +558,17 @@ def test_badRequests(public, query, reason):
     assert response.code == 400
     assert response.headers["content-type"] == "text/plain; charset=utf-8"
     assert response.body == (reason + "\n").encode()
+
+
+@pytest.mark.parametrize("query", ["jid=a@.", "jid=a@example.test&req_jid=a..b", "jid=%E2%80%8B@example..test"])
+def test_unpreparableJIDIsABadRequestThatLogsNothing(public, query):
+    """
+    A JID that stringprep cannot prepare (an empty domain label) is a bad
+    request like any other, and logs nothing.
+    """
+    with capturedLogs() as events:
+        response = public.get(query)
+    assert (response.code, events) == (400, [])
 
 
 def test_badRequestReadsNoRoster(private):
@@ -457,6 +596,30 @@ def test_parseQuery():
     assert query.redirects == {State.CHAT: "http://e.example/c.png"}
     with pytest.raises(BadRequest):
         parseQuery({})
+
+
+@pytest.mark.parametrize("method, target, body", [
+    ("GET", f"{STATUS}?jid=alice@example.test", b""),
+    ("GET", "/plugins/presence/health", b""),
+    ("GET", "/nowhere", b""),
+    ("DELETE", STATUS, b""),
+    ("POST", STATUS, b"x" * (70 * 1024)),
+])
+def test_serverIsNamedWithoutVersion(public, method, target, body):
+    """
+    Every answer names the server as presenced, without a version.
+    """
+    assert request(public.site, method, target, body).headers["server"] == "presenced"
+
+
+def test_serverIsNamedWhenAnsweredLater(private):
+    """
+    An answer that waits for a roster names the server the same way.
+    """
+    connection = Connection(private.site)
+    connection.send("GET", f"{STATUS}?jid=alice@example.test&req_jid=bob@example.test")
+    private.fetches["alice@example.test"].callback(frozenset())
+    assert connection.response().headers["server"] == "presenced"
 
 
 def test_otherPathsAreNotFound(public):
@@ -494,6 +657,70 @@ def test_health(public):
     assert (response.code, json.loads(response.body)) == (503, {"xmpp": "disconnected"})
 
 
+def healthFrom(fixture, peer, forwarded=None):
+    """
+    The JSON body of a health answer to a request from C{peer}.
+    """
+    connection = Connection(fixture.site, peer)
+    connection.send("GET", "/plugins/presence/health", headers={"X-Forwarded-For": forwarded} if forwarded else None)
+    return json.loads(connection.response().body)
+
+
+DETAILED = {"xmpp": "connected", "since": "2026-12-03T05:00:00+00:00", "users_online": 3, "version": "1.0"}
+
+
+def test_healthDetailsOnlyForTheConfiguredNetworks(public):
+    """
+    Clients on the networks health details are shown to get the whole
+    report; any other gets the status alone, with the same HTTP status.
+    """
+    from ipaddress import ip_network
+
+    public.health = (True, DETAILED)
+    public.healthResource.detailsFrom = (ip_network("127.0.0.0/8"), ip_network("2001:db8::/32"))
+    assert healthFrom(public, "127.0.0.1") == DETAILED
+    assert healthFrom(public, "192.0.2.1") == {"xmpp": "connected"}
+    public.health = (False, dict(DETAILED, xmpp="disconnected"))
+    response = request(public.site, "GET", "/plugins/presence/health")
+    assert (response.code, json.loads(response.body)["users_online"]) == (503, 3)
+    public.healthResource.detailsFrom = ()
+    assert healthFrom(public, "127.0.0.1") == {"xmpp": "disconnected"}
+
+
+def test_healthDetailsBehindTrustedProxies(public):
+    """
+    Behind trusted proxies, the client they name decides; a forwarding
+    header that cannot be read, or one from an untrusted peer, shows no
+    details.
+    """
+    from ipaddress import ip_network
+
+    public.health = (True, DETAILED)
+    public.site.logFormatter.trusted = (ip_network("10.0.0.5"),)
+    public.healthResource.detailsFrom = (ip_network("10.0.0.0/8"),)
+    assert healthFrom(public, "10.0.0.5", "10.1.2.3") == DETAILED
+    assert healthFrom(public, "10.0.0.5", "203.0.113.7, 10.1.2.3") == DETAILED
+    assert healthFrom(public, "10.0.0.5", "10.1.2.3, 203.0.113.7") == {"xmpp": "connected"}
+    assert healthFrom(public, "10.0.0.5", "10.1.2.3, <script>") == {"xmpp": "connected"}
+    assert healthFrom(public, "10.0.0.5") == DETAILED
+    public.healthResource.detailsFrom = (ip_network("192.0.2.0/24"),)
+    assert healthFrom(public, "203.0.113.7", "192.0.2.1") == {"xmpp": "connected"}
+
+
+def test_healthDetailsForIPv4MappedClients(public):
+    """
+    An IPv4 client of a dual-stack listener counts as its IPv4 address.
+    """
+    from ipaddress import ip_network
+
+    public.health = (True, DETAILED)
+    public.healthResource.detailsFrom = (ip_network("127.0.0.0/8"),)
+    connection = Connection(public.site)
+    connection.transport.peerAddress = address.IPv6Address("TCP", "::ffff:127.0.0.1", 40000)
+    connection.send("GET", "/plugins/presence/health")
+    assert json.loads(connection.response().body) == DETAILED
+
+
 def test_accessLogInCombinedFormat(public, tmp_path):
     """
     With an access log, each request is written in the combined log format,
@@ -509,6 +736,20 @@ def test_accessLogInCombinedFormat(public, tmp_path):
     assert line.startswith('"127.0.0.1" - - [')
     assert f'"GET {STATUS}?jid=alice@example.test&type=text HTTP/1.1" 200 11 "https://blog.example/" "probe/1.0"' in line
     public.site.stopFactory()
+
+
+def test_newAccessLogFileIsNotWorldReadable(tmp_path):
+    """
+    An access log file that does not exist yet is created readable by its
+    owner and group only.
+    """
+    path = tmp_path / "access.log"
+    previous = os.umask(0o022)
+    try:
+        AccessLog(str(path), task.Clock()).close()
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o640
 
 
 def test_accessLogOff(public, tmp_path):

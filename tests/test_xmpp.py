@@ -40,7 +40,7 @@ class Link:
         self.monitor.setHandlerParent(self.connection)
         self.feed = PresenceFeed(self.tracker, frozenset({DOMAIN}), self.clock)
         self.feed.setHandlerParent(self.connection)
-        self.privileges = PrivilegeListener(DOMAIN)
+        self.privileges = PrivilegeListener(DOMAIN, self.clock)
         self.privileges.setHandlerParent(self.connection)
         self.rosters = RosterReader(self.monitor, timeout=5)
         self.rosters.setHandlerParent(self.connection)
@@ -349,6 +349,22 @@ def test_privilegesFromElsewhereIgnored(link):
         "<perm access='roster' type='both'/></privilege></message>"
     )
     assert link.privileges.granted == {}
+
+
+def test_privilegesFromElsewhereWarnedAtMostOnceAMinute(link):
+    """
+    Anyone can send privilege advertisements; the warning about them is
+    logged at most once a minute.
+    """
+    forged = (f"<message from='mallory@{DOMAIN}/x'><privilege xmlns='urn:xmpp:privilege:2'>"
+              "<perm access='roster' type='both'/></privilege></message>")
+    with capturedLogs() as events:
+        for _ in range(100):
+            link.receive(forged)
+        link.clock.advance(60)
+        link.receive(forged)
+    warnings = [e for e in events if e["log_level"] == LogLevel.warn]
+    assert [e["suppressed"] for e in warnings] == [0, 99]
 
 
 def test_rosterRead(link):

@@ -5,15 +5,17 @@ Tests for L{presenced.xmppclient}: client-mode login choices and consent.
 from types import SimpleNamespace
 
 import pytest
-from twisted.internet import defer
+from twisted.internet import defer, task
 from twisted.internet.interfaces import ISSLTransport
 from twisted.internet.testing import StringTransport
+from twisted.logger import LogLevel, capturedLogs
 from twisted.words.protocols.jabber import sasl, sasl_mechanisms, xmlstream
 from twisted.words.protocols.jabber.jid import JID
 from twisted.words.xish import domish
 from wokkel.test.helpers import XmlStreamStub
 from zope.interface import directlyProvides
 
+from presenced.presence import OFFLINE, PresenceTracker, State
 from presenced.xmppclient import AccountAuthenticator, ConsentKeeper, ContactRoster, _SafeSASLInitializer
 
 
@@ -68,9 +70,9 @@ def test_tlsInitializerRequiredUnlessOff():
         assert found == ([] if expected is None else [expected])
 
 
-def keeper(domains=frozenset({"example.test"})):
-    roster = ContactRoster(domains)
-    consent = ConsentKeeper(roster)
+def keeper(domains=frozenset({"example.test"}), clock=None, maxContacts=10_000):
+    roster = ContactRoster(domains, PresenceTracker(), maxContacts)
+    consent = ConsentKeeper(roster, clock or task.Clock())
     stub = XmlStreamStub()
     consent.parent = SimpleNamespace(send=stub.xmlstream.send)
     consent.makeConnection(stub.xmlstream)
@@ -95,6 +97,52 @@ def test_subscriptionFromOtherDomainRefused():
     roster, consent, stub = keeper()
     consent.subscribeReceived(JID("mallory@elsewhere.test"))
     assert [(e["type"], e["to"]) for e in stub.output] == [("unsubscribed", "mallory@elsewhere.test")]
+
+
+def test_refusedSubscriptionsLoggedAtMostOnceAMinute():
+    """
+    Anyone can send subscription requests; refusals are logged at most
+    once a minute, with the number left out.
+    """
+    clock = task.Clock()
+    roster, consent, stub = keeper(clock=clock)
+    with capturedLogs() as events:
+        for number in range(50):
+            consent.subscribeReceived(JID(f"mallory{number}@elsewhere.test"))
+        clock.advance(60)
+        consent.subscribeReceived(JID("eve@elsewhere.test"))
+    assert [e["suppressed"] for e in events] == [0, 49]
+    assert len(stub.output) == 51
+
+
+def test_subscriptionsRefusedWhenTheRosterIsFull():
+    """
+    Once the roster holds max_contacts entries with a subscription, new
+    users' requests are refused, with a warning at most once a minute;
+    users already in it, or new ones once there is room again, are
+    approved.
+    """
+    from wokkel.xmppim import RosterItem, RosterRequest
+
+    roster, consent, stub = keeper(maxContacts=2)
+    alice = JID("alice@example.test")
+    roster.load({alice: RosterItem(alice, subscriptionTo=True, subscriptionFrom=True)})
+    with capturedLogs() as events:
+        for user in ("bob", "carol", "dave", "alice"):
+            consent.subscribeReceived(JID(f"{user}@example.test"))
+    assert [(e["type"], e["to"]) for e in stub.output] == [
+        ("subscribed", "bob@example.test"), ("subscribe", "bob@example.test"),
+        ("unsubscribed", "carol@example.test"), ("unsubscribed", "dave@example.test"),
+        ("subscribed", "alice@example.test"), ("subscribe", "alice@example.test"),
+    ]
+    assert [e["user"] for e in events if e["log_level"] == LogLevel.warn] == ["carol@example.test"]
+
+    push = RosterRequest()
+    push.item = RosterItem(alice)
+    push.item.remove = True
+    roster.removeReceived(push)
+    consent.subscribeReceived(JID("carol@example.test"))
+    assert (stub.output[-2]["type"], stub.output[-2]["to"]) == ("subscribed", "carol@example.test")
 
 
 def test_contactsAreWhosePresenceIsReceived():
@@ -123,37 +171,65 @@ def test_contactsAreWhosePresenceIsReceived():
     assert roster.mayView("both@example.test", None) is False
 
 
-def loggedIn(*handlers) -> tuple[xmlstream.XmlStream, StringTransport]:
+class ClientLink:
     """
-    A client-mode link of C{bot@example.test/web} over an in-memory
-    transport, with C{handlers} attached, once the account is logged in.
+    presenced in client mode, logged in over an in-memory stream.
     """
-    from twisted.internet import task
-    from presenced.config import fromString
-    from presenced.xmppclient import ClientConnection
 
-    settings = fromString("""
+    def __init__(self, extra: str = "") -> None:
+        from presenced.config import fromString
+        from presenced.service import PresenceService
+
+        self.clock = task.Clock()
+        self.service = PresenceService(fromString(f"""
 [xmpp]
 mode = client
 jid = bot@example.test/web
 secret = pw
 host = 127.0.0.1
 tls = off
+{extra}
 [http]
 listen = tcp:0:interface=127.0.0.1
 [presence]
 public = true
-""").xmpp
-    connection = ClientConnection(task.Clock(), settings)
-    for handler in handlers:
-        handler.setHandlerParent(connection)
-    xs = connection.factory.buildProtocol(None)
-    transport = StringTransport()
-    xs.makeConnection(transport)
-    xs.dataReceived(b"<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' "
-                    b"from='example.test' id='s' version='1.0'>")
-    xs.dispatch(xs, xmlstream.STREAM_AUTHD_EVENT)
-    return xs, transport
+"""), self.clock)
+        self.xs = self.service.connection.factory.buildProtocol(None)
+        self.transport = StringTransport()
+        self.xs.makeConnection(self.transport)
+        self.receive("<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' "
+                     "from='example.test' id='s' version='1.0'>")
+        self.xs.dispatch(self.xs, xmlstream.STREAM_AUTHD_EVENT)
+
+    def receive(self, xml: str) -> None:
+        self.xs.dataReceived(xml.encode("utf-8"))
+
+    def rosterPush(self, jid: str, subscription: str) -> None:
+        self.receive(f"<iq type='set' id='push-{jid}' from='bot@example.test'>"
+                     f"<query xmlns='jabber:iq:roster'><item jid='{jid}' subscription='{subscription}'/>"
+                     "</query></iq>")
+
+
+def test_onlyContactsAreTracked():
+    """
+    Presence sent to the account by a user of an allowed domain who is not
+    a contact is not tracked; a contact's is, until they stop sharing it.
+    """
+    link = ClientLink()
+    link.receive("<presence from='stranger@example.test/phone'><status>Let me in</status></presence>")
+    assert link.service.tracker.shown("stranger@example.test") is OFFLINE
+    assert link.service.health()[1]["users_online"] == 0
+
+    link.rosterPush("alice@example.test", "both")
+    link.receive("<presence from='alice@example.test/desk'><show>dnd</show></presence>")
+    assert link.service.tracker.shown("alice@example.test").state is State.DND
+
+    link.rosterPush("alice@example.test", "from")
+    assert link.service.tracker.shown("alice@example.test") is OFFLINE
+    link.rosterPush("bob@example.test", "to")
+    link.receive("<presence from='bob@example.test/desk'/>")
+    link.rosterPush("bob@example.test", "remove")
+    assert link.service.health()[1]["users_online"] == 0
 
 
 def test_rosterPushFromOwnAccountAccepted():
@@ -161,34 +237,43 @@ def test_rosterPushFromOwnAccountAccepted():
     Roster pushes that carry the account's bare JID as sender (as ejabberd
     sends them) update the contacts.
     """
-    roster = ContactRoster(frozenset({"example.test"}))
-    xs, transport = loggedIn(roster)
-    xs.dataReceived(b"<iq type='set' id='p1' from='bot@example.test' to='bot@example.test/web'>"
-                    b"<query xmlns='jabber:iq:roster'><item jid='alice@example.test' subscription='both'/>"
-                    b"</query></iq>")
-    assert roster.contacts == {"alice@example.test"}
-    assert b"type='result'" in transport.value()
+    link = ClientLink()
+    link.rosterPush("alice@example.test", "both")
+    assert link.service.mode.contacts.contacts == {"alice@example.test"}
+    assert b"type='result'" in link.transport.value()
 
 
-@pytest.mark.parametrize("sender", ["", " from='bot@example.test'"])
-def test_rosterResultOnlyFromTheAccount(sender):
+def pushFrom(link: ClientLink, sender: str, item: str) -> list:
     """
-    The account's roster is taken only from a result that the server sent
-    on the account's behalf (without C{from}, or from the account's bare
-    JID); one from anyone else, even with the request's id, makes nobody a
-    contact.
+    Receive a roster push; the events logged meanwhile.
     """
-    roster = ContactRoster(frozenset({"example.test"}))
-    xs, transport = loggedIn(roster, ConsentKeeper(roster))
-    [requestID] = [part.split("id='")[1].split("'")[0]
-                   for part in transport.value().decode().split("<iq ")[1:] if "jabber:iq:roster" in part]
-    for forger in ("mallory@example.test/x", "mallory@example.test", "example.test", "bot@example.test/other"):
-        xs.dataReceived(f"<iq type='result' id='{requestID}' from='{forger}'><query xmlns='jabber:iq:roster'>"
-                        "<item jid='mallory@example.test' subscription='both'/></query></iq>".encode())
-    assert not roster.mayView("mallory@example.test", None)
-    xs.dataReceived(f"<iq type='result' id='{requestID}'{sender}><query xmlns='jabber:iq:roster'>"
-                    "<item jid='alice@example.test' subscription='both'/></query></iq>".encode())
-    assert roster.mayView("alice@example.test", None)
+    link.transport.clear()
+    with capturedLogs() as events:
+        link.receive(f"<iq type='set' id='push' from='{sender}'><query xmlns='jabber:iq:roster'>{item}</query></iq>")
+    return events
+
+
+@pytest.mark.parametrize("item", ["<item/>", "<item jid='a@@b'/>", "<item jid='mallory@example.test' subscription='to'/>"])
+def test_rosterPushFromAnyoneElseRefusedUnread(item):
+    """
+    A roster push from anyone but the account is refused without being
+    read, so that even a malformed one logs nothing.
+    """
+    link = ClientLink()
+    assert pushFrom(link, "mallory@example.test/x", item) == []
+    assert b"<service-unavailable" in link.transport.value()
+    assert link.service.mode.contacts.contacts == set()
+
+
+@pytest.mark.parametrize("item", ["<item/>", "<item jid='a@@b'/>"])
+def test_malformedRosterPushRefused(item):
+    """
+    A roster push from the account that cannot be read is refused as a
+    bad request, and logs nothing.
+    """
+    link = ClientLink()
+    assert pushFrom(link, "bot@example.test", item) == []
+    assert b"<bad-request" in link.transport.value()
 
 
 @pytest.mark.parametrize("offered,expected", [
@@ -248,3 +333,24 @@ def test_scramServerMustProveThePassword():
     init.onSuccess(success)
     assert failures and failures[0].check(sasl.SASLAuthError)
     assert isinstance(init.mechanism, Scram)
+
+
+@pytest.mark.parametrize("sender", ["", " from='bot@example.test'"])
+def test_rosterResultOnlyFromTheAccount(sender):
+    """
+    The account's roster is taken only from a result that the server sent
+    on the account's behalf (without C{from}, or from the account's bare
+    JID); one from anyone else, even with the request's id, makes nobody a
+    contact.
+    """
+    link = ClientLink()
+    [requestID] = [part.split("id='")[1].split("'")[0]
+                   for part in link.transport.value().decode().split("<iq ")[1:] if "jabber:iq:roster" in part]
+    for forger in ("mallory@example.test/x", "mallory@example.test", "example.test", "bot@example.test/other"):
+        link.receive(f"<iq type='result' id='{requestID}' from='{forger}'><query xmlns='jabber:iq:roster'>"
+                     "<item jid='mallory@example.test' subscription='both'/></query></iq>")
+    contacts = link.service.mode.contacts
+    assert not contacts.mayView("mallory@example.test", None)
+    link.receive(f"<iq type='result' id='{requestID}'{sender}><query xmlns='jabber:iq:roster'>"
+                 "<item jid='alice@example.test' subscription='both'/></query></iq>")
+    assert contacts.mayView("alice@example.test", None)

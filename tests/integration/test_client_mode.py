@@ -13,6 +13,7 @@ from twisted.logger import capturedLogs, formatEvent
 from twisted.words.protocols.jabber.jid import JID
 
 from presenced.config import fromString
+from presenced.presence import State
 from presenced.service import PresenceService
 
 from conftest import PASSWORD, until
@@ -71,6 +72,62 @@ async def test_consentingUserIsServed(world):
 
 
 @pytest_twisted.ensureDeferred
+async def test_nonContactPresenceIsNotTracked(world):
+    """
+    A user of an allowed domain who is not a contact and sends presence
+    to the account is neither shown nor tracked.
+    """
+    bot, sharer, stranger = world.user("bot"), world.user("sharer"), world.user("stranger")
+    await startClientMode(world, bot)
+    sharing = await world.login(sharer)
+    sharing.available(status="Before")
+    sharing.subscribe(bot)
+    await world.waitForText(f"jid={sharer}", "Before")
+
+    pushing = await world.login(stranger)
+    pushing.presence.available(entity=JID(bot), statuses={None: "Let me in"})
+    await pushing.rosterItems()
+    sharing.available(status="After")
+    await world.waitForText(f"jid={sharer}", "After")
+    assert await world.text(f"jid={stranger}") == "Forbidden"
+    assert world.service.tracker.shown(stranger).state is State.OFFLINE
+    assert world.service.health()[1]["users_online"] == 1
+
+
+@pytest_twisted.ensureDeferred
+async def test_forgedRosterPushRefusedQuietly(world):
+    """
+    A malformed roster push that another user sends to the account's full
+    JID is answered with an error, and logs no error.
+    """
+    bot, stranger = world.user("bot"), world.user("stranger")
+    await startClientMode(world, bot)
+    forging = await world.login(stranger)
+    answers = []
+    forging._protocol.addObserver("/iq[@id='forged']", answers.append)
+    with capturedLogs() as events:
+        forging.manager.send(f"<iq type='set' id='forged' to='{bot}/presenced'>"
+                             "<query xmlns='jabber:iq:roster'><item/></query></iq>")
+        await until(lambda: answers)
+    assert answers[0]["type"] == "error"
+    assert [e for e in events if e.get("isError") or e.get("log_failure")] == []
+
+
+async def answeredSubscription(client, account: str):
+    """
+    Ask for C{account}'s presence and wait for the answer: C{client}'s
+    roster item for it once no longer pending.
+    """
+    client.subscribe(account)
+    for _ in range(100):
+        items = await client.rosterItems()
+        if account in items and not items[account].pendingOut:
+            return items[account]
+        await task.deferLater(reactor, 0.05)
+    raise AssertionError("the account never answered the subscription request")
+
+
+@pytest_twisted.ensureDeferred
 async def test_otherDomainsAreRefused(world):
     """
     A subscription request from a domain that is not allowed is refused.
@@ -79,16 +136,27 @@ async def test_otherDomainsAreRefused(world):
     await startClientMode(world, bot, extra="allow_domains = elsewhere.example")
     sharing = await world.login(sharer)
     sharing.available(status="Hi")
-    sharing.subscribe(bot)
-    for _ in range(100):
-        items = await sharing.rosterItems()
-        if bot in items and not items[bot].pendingOut:
-            break
-        await task.deferLater(reactor, 0.05)
-    else:
-        raise AssertionError("the account never answered the subscription request")
-    assert not items[bot].subscriptionTo
+    assert not (await answeredSubscription(sharing, bot)).subscriptionTo
     assert await world.text(f"jid={sharer}") == "Forbidden"
+
+
+@pytest_twisted.ensureDeferred
+async def test_fullRosterRefusesNewUsers(world):
+    """
+    With max_contacts users in the account's roster, a new user's
+    subscription request is refused, and they are not served.
+    """
+    bot, first, second = world.user("bot"), world.user("first"), world.user("second")
+    await startClientMode(world, bot, extra="max_contacts = 1")
+    sharing = await world.login(first)
+    sharing.available(status="First")
+    assert (await answeredSubscription(sharing, bot)).subscriptionTo
+    await world.waitForText(f"jid={first}", "First")
+
+    late = await world.login(second)
+    late.available(status="Second")
+    assert not (await answeredSubscription(late, bot)).subscriptionTo
+    assert await world.text(f"jid={second}") == "Forbidden"
 
 
 @pytest_twisted.ensureDeferred
@@ -139,6 +207,25 @@ async def test_loginOverVerifiedTLS(tls_world):
     world = tls_world
     bot = world.user("bot")
     world.service = PresenceService(fromString(tlsSettings(world, bot, str(world.server.certificate))), reactor)
+    world.service.startService()
+    await until(lambda: world.service.link.connected)
+    assert ISSLTransport.providedBy(world.service.connection.xmlstream.transport)
+
+
+@pytest_twisted.ensureDeferred
+async def test_everyCertificateOfTheCABundleIsTrusted(tls_world, tmp_path):
+    """
+    Every certificate of a ca_file bundle is trusted, not only the first:
+    the login verifies with the server's CA second in the bundle.
+    """
+    from presenced.sandbox.certificates import selfSigned
+
+    world = tls_world
+    bot = world.user("bot")
+    otherCA, _ = selfSigned("other-ca.test", tmp_path)
+    bundle = tmp_path / "bundle.pem"
+    bundle.write_bytes(otherCA.read_bytes() + world.server.certificate.read_bytes())
+    world.service = PresenceService(fromString(tlsSettings(world, bot, str(bundle))), reactor)
     world.service.startService()
     await until(lambda: world.service.link.connected)
     assert ISSLTransport.providedBy(world.service.connection.xmlstream.transport)

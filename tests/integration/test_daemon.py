@@ -7,18 +7,25 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import shutil
 import signal
+import socket
+import stat
+import ssl
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from pathlib import Path
 
 import pytest
 import pytest_twisted
+from twisted.internet import threads
 from twisted.web.client import readBody
 
+from presenced.sandbox.certificates import selfSigned, servedCertificate
 from presenced.sandbox.demo import writeSettings
 from presenced.sandbox.prosody import freePort, waitForPort
 
@@ -44,9 +51,18 @@ class Daemon:
     def log(self) -> str:
         return self.logFile.read_text() if self.logFile.exists() else ""
 
-    async def start(self) -> None:
-        self.process = twistd("--nodaemon", "--pidfile=", f"--logfile={self.logFile}",
-                              "presenced", "-c", str(self.settings))
+    def launch(self, *options: str, **popen) -> None:
+        """
+        Start twistd, with C{options} of its own.
+        """
+        self.process = twistd("--nodaemon", "--pidfile=", f"--logfile={self.logFile}", *options,
+                              "presenced", "-c", str(self.settings), **popen)
+
+    async def start(self, *options: str) -> None:
+        """
+        Start twistd, with C{options} of its own, and wait for the link.
+        """
+        self.launch(*options)
         await until(lambda: "Connected to the XMPP server" in self.log(), timeout=30)
 
     async def reload(self) -> None:
@@ -169,21 +185,54 @@ async def health_of(world) -> tuple[int, dict]:
     return response.code, json.loads(await readBody(response))
 
 
+@pytest_twisted.ensureDeferred
+async def test_readyForSystemdOnceHangupReloads(daemon, tmp_path):
+    """
+    Under systemd (Type=notify), twistd presenced reports READY=1 once it
+    runs (systemd sends no reload before that); a SIGHUP right after it
+    reloads the settings.
+    """
+    systemd = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    systemd.bind(str(tmp_path / "notify"))
+    systemd.setblocking(False)
+    daemon.write(public=True)
+    daemon.launch(env={**os.environ, "NOTIFY_SOCKET": str(tmp_path / "notify")})
+    notified = []
+
+    def ready() -> bool:
+        try:
+            notified.append(systemd.recv(100))
+        except BlockingIOError:
+            pass
+        return bool(notified)
+
+    await until(ready, timeout=30)
+    assert notified == [b"READY=1"]
+    await daemon.reload()
+    assert "Reload done" in daemon.log()
+    assert daemon.process.poll() is None
+    systemd.close()
+
+
 def test_initScriptStartStatusReloadStop(prosody, tmp_path):
     """
-    The LSB init script starts twistd in the background, reports its
+    The LSB init script starts twistd in the background, which binds a
+    port below 1024 and runs as the configured account; it reports its
     status, reloads it with SIGHUP and stops it.
     """
-    port = freePort()
+    if os.geteuid() != 0:
+        pytest.skip("the init script runs as root")
+    port = freePrivilegedPort()
     settings = writeSettings(prosody, port, public=True)
-    pidfile, logfile = tmp_path / "run" / "presenced.pid", tmp_path / "log" / "presenced.log"
+    settings.parent.chmod(0o755)
+    pidfile, logfile = settings.parent / "run" / "presenced.pid", settings.parent / "log" / "presenced.log"
     defaults = tmp_path / "defaults"
     defaults.write_text(
         f"TWISTD={Path(sys.executable).with_name('twistd')}\n"
         f"CONFIG={settings}\nPIDFILE={pidfile}\nLOGFILE={logfile}\n"
-        # The interpreter here lives where other accounts cannot read it,
-        # so the daemon keeps the account it was started with.
-        "RUN_USER=\nRUN_GROUP=\n"
+        "RUN_USER=nobody\nRUN_GROUP=nogroup\n"
+        # A limit that this machine allows, unlike perhaps the default.
+        "OPEN_FILES=4096\n"
         f"TWISTD_ENV=PYTHONPATH={ROOT}\n"
     )
     script = ROOT / "etc" / "init.d" / "presenced"
@@ -198,6 +247,10 @@ def test_initScriptStartStatusReloadStop(prosody, tmp_path):
         assert started.returncode == 0, started.stdout + started.stderr
         waitForPort(port, 30)
         pid = int(pidfile.read_text())
+        openFiles = [line.split()[3:5] for line in Path(f"/proc/{pid}/limits").read_text().splitlines()
+                     if line.startswith("Max open files")]
+        assert openFiles == [["4096", "4096"]]
+        assert Path(f"/proc/{pid}").stat().st_uid == NOBODY
         status = run("status")
         assert (status.returncode, f"pid {pid}" in status.stdout) == (0, True)
 
@@ -217,6 +270,7 @@ def test_initScriptStartStatusReloadStop(prosody, tmp_path):
     assert stopped.returncode == 0
     assert run("status").returncode == 3
     assert "Server Shut Down." in logfile.read_text()
+    shutil.rmtree(settings.parent)
 
 
 def test_systemdUnitVerifies(tmp_path):
@@ -229,7 +283,126 @@ def test_systemdUnitVerifies(tmp_path):
         pytest.skip("systemd-analyze is not installed on this machine")
     unit = (ROOT / "etc" / "systemd" / "presenced.service").read_text()
     assert "ExecReload=/bin/kill -HUP $MAINPID" in unit
+    assert "LimitNOFILE=65536" in unit.splitlines()
     local = tmp_path / "presenced.service"
     local.write_text(unit.replace("/usr/local/bin/twistd", str(Path(sys.executable).with_name("twistd"))))
     result = subprocess.run([analyze, "verify", str(local)], capture_output=True, text=True)
     assert (result.returncode, result.stderr) == (0, "")
+
+
+NOBODY = 65534
+AS_NOBODY = (f"--uid={NOBODY}", f"--gid={NOBODY}")
+
+
+def freePrivilegedPort() -> int:
+    for port in random.sample(range(600, 1024), 100):
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise AssertionError("no free port below 1024")
+
+
+@pytest.fixture
+def nobodyDaemon(world):
+    """
+    A daemon to start as root with C{--uid}/C{--gid} of nobody (L{AS_NOBODY}),
+    its files in a directory the nobody account can enter, with a C{log}
+    directory it owns.
+
+    The interpreter may live where nobody cannot read (here, under /root):
+    the daemon then works only if it imports nothing new after the drop,
+    which these tests check on the way.
+    """
+    if os.geteuid() != 0:
+        pytest.skip("dropping privileges needs root")
+    directory = Path(tempfile.mkdtemp(prefix="presenced-nobody-"))
+    directory.chmod(0o755)
+    (directory / "log").mkdir()
+    os.chown(directory / "log", NOBODY, NOBODY)
+    d = Daemon(world, directory)
+    yield d
+    d.stop()
+    shutil.rmtree(directory)
+
+
+def fetchText(url: str, cafile: Path) -> str:
+    with urllib.request.urlopen(url, context=ssl.create_default_context(cafile=str(cafile)), timeout=10) as answer:
+        return answer.read().decode()
+
+
+def readableByNobody(*paths: Path) -> None:
+    for path in paths:
+        os.chown(path, 0, NOBODY)
+        path.chmod(0o640)
+
+
+@pytest_twisted.ensureDeferred
+async def test_tlsPortOutlivesRenewalsAfterPrivilegeDrop(world, nobodyDaemon):
+    """
+    Started as root on a port below 1024 and run as nobody, the daemon
+    keeps that TLS port across reloads: a renewed certificate is served
+    from the next connection on; an invalid one fails the reload and the
+    one before is still served.
+    """
+    daemon = nobodyDaemon
+    port = freePrivilegedPort()
+    url = f"https://localhost:{port}/plugins/presence/status?jid=nobody@{world.server.domain}&type=text"
+    cert, key = selfSigned("localhost", daemon.settings.parent)
+    daemon.write()
+    daemon.settings.write_text(daemon.settings.read_text().replace(
+        f"listen = tcp:{world.port}:interface=127.0.0.1",
+        f"listen = ssl:{port}:interface=127.0.0.1:privateKey={key}:certKey={cert}"))
+    readableByNobody(daemon.settings, cert, key)
+    await daemon.start(*AS_NOBODY)
+
+    def served() -> str:
+        return servedCertificate("127.0.0.1", port).strip()
+
+    assert await threads.deferToThread(served) == cert.read_text().strip()
+    assert await threads.deferToThread(fetchText, url, cert) == "Unavailable"
+    selfSigned("localhost", daemon.settings.parent)
+    await daemon.reload()
+    renewed = cert.read_text().strip()
+    assert await threads.deferToThread(served) == renewed
+    assert f"Certificate of ssl:{port}" in daemon.log()
+    assert await threads.deferToThread(fetchText, url, cert) == "Unavailable"
+
+    cert.write_text("not a certificate")
+    await daemon.reload()
+    assert "Reload aborted" in daemon.log()
+    assert await threads.deferToThread(served) == renewed
+    assert daemon.process.poll() is None
+
+
+@pytest_twisted.ensureDeferred
+async def test_accessLogBelongsToRunAccount(world, nobodyDaemon):
+    """
+    Started as root and run as nobody, the daemon creates its access log as
+    nobody, readable by owner and group only; SIGHUP reopens it, and after
+    a rename (as logrotate does) creates the next one the same way.
+    """
+    daemon = nobodyDaemon
+    accessLog = daemon.settings.parent / "log" / "access.log"
+    daemon.write()
+    daemon.settings.write_text(daemon.settings.read_text().replace("[http]\n", f"[http]\naccess_log = {accessLog}\n"))
+    readableByNobody(daemon.settings)
+    await daemon.start(*AS_NOBODY)
+
+    async def logged(path: Path, user: str) -> None:
+        await world.text(f"jid={user}@{world.server.domain}")
+        await until(lambda: path.exists() and f"jid={user}@" in path.read_text())
+        status = path.stat()
+        assert (status.st_uid, status.st_gid, stat.S_IMODE(status.st_mode)) == (NOBODY, NOBODY, 0o640)
+
+    await logged(accessLog, "first")
+    await daemon.reload()
+    await logged(accessLog, "second")
+    accessLog.rename(accessLog.with_name("access.log.1"))
+    await daemon.reload()
+    await logged(accessLog, "third")
+    assert "Reload aborted" not in daemon.log()
+    assert "jid=first@" not in accessLog.read_text()
+    assert "jid=second@" in accessLog.with_name("access.log.1").read_text()

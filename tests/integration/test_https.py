@@ -4,7 +4,6 @@ presenced serving HTTPS itself, from an ssl: listen endpoint.
 
 from __future__ import annotations
 
-import socket
 import ssl
 import urllib.request
 
@@ -12,7 +11,7 @@ import pytest_twisted
 from twisted.internet import reactor, threads
 
 from presenced.config import fromString
-from presenced.sandbox.certificates import selfSigned
+from presenced.sandbox.certificates import selfSigned, servedCertificate
 from presenced.service import PresenceService
 
 
@@ -53,11 +52,7 @@ async def test_certificateRenewedOnReload(world, tmp_path):
     world.service.startService()
 
     def served() -> str:
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-        context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
-        with socket.create_connection(("127.0.0.1", world.port), timeout=10) as sock:
-            with context.wrap_socket(sock) as tls:
-                return ssl.DER_cert_to_PEM_cert(tls.getpeercert(binary_form=True))
+        return servedCertificate("127.0.0.1", world.port)
 
     before = await threads.deferToThread(served)
     assert before.strip() == cert.read_text().strip()
