@@ -26,6 +26,7 @@ about a quarter of the time of a stream of presence updates.
 from __future__ import annotations
 
 import pyexpat
+import re
 import weakref
 from typing import Callable
 
@@ -36,6 +37,10 @@ from twisted.words.xish import domish
 #: Joins namespace names and local names in expat's reports; not a
 #: character any XML 1.0 document may contain.
 SEPARATOR = "\x01"
+
+#: The most bytes a stream may have before its first stanza: its start
+#: tag, kept to start a new parser with (see L{MarkupSkipper}).
+MAX_STREAM_HEAD = 64 * 1024
 
 
 class ReceivedElement(domish.Element):
@@ -67,6 +72,90 @@ class ReceivedElement(domish.Element):
         self._parentReference = None if element is None else weakref.ref(element)
 
 
+class MarkupSkipper:
+    """
+    Finds where a stanza ends in raw XML, by counting its levels of tags,
+    without parsing it or keeping any of it (but for a few bytes of a
+    markup delimiter cut between two calls).
+
+    It knows what XMPP streams may hold: tags, whose attribute values may
+    hold C{>}; CDATA sections; and comments and processing instructions,
+    which RFC 6120 forbids but are passed over all the same.
+
+    @ivar levels: the levels of the stanza still open; the stanza ends
+        when a tag brings them to 0.
+    """
+
+    _TAG_END = re.compile(b"['\">]")
+    _ENDS = {"cdata": b"]]>", "comment": b"-->", "pi": b"?>"}
+
+    def __init__(self, levels: int) -> None:
+        self.levels = levels
+        self._state = "text"
+        self._carry = b""
+        self._quote = b""
+        self._endTag = False
+        self._last = b""
+
+    def feed(self, data: bytes) -> bytes | None:
+        """
+        Pass over the next bytes.
+
+        @return: the bytes after the stanza's end, once it has ended;
+            C{None} until then.
+        """
+        if self._carry:
+            data, self._carry = self._carry + data, b""
+        end, at = len(data), 0
+        while at < end:
+            state = self._state
+            if state == "text":
+                at = data.find(b"<", at)
+                if at < 0:
+                    return None
+                ahead = data[at + 1:at + 9]
+                if not ahead or (ahead[:1] == b"!" and len(ahead) < 8
+                             and (b"[CDATA[".startswith(ahead[1:]) or b"--".startswith(ahead[1:]))):
+                    self._carry = data[at:]
+                    return None
+                if ahead.startswith(b"![CDATA["):
+                    self._state, at = "cdata", at + 9
+                elif ahead.startswith(b"!--"):
+                    self._state, at = "comment", at + 4
+                elif ahead[:1] == b"?":
+                    self._state, at = "pi", at + 2
+                else:
+                    self._state, self._endTag, self._last = "tag", ahead[:1] == b"/", b"<"
+                    at += 1
+            elif state == "tag":
+                found = self._TAG_END.search(data, at)
+                if found is None:
+                    self._last = data[-1:]
+                    return None
+                stop = found.start()
+                if found.group() != b">":
+                    self._state, self._quote, at = "quote", found.group(), stop + 1
+                    continue
+                empty = (data[stop - 1:stop] if stop > at else self._last) == b"/"
+                self.levels += -1 if self._endTag else 0 if empty else 1
+                self._state, at = "text", stop + 1
+                if self.levels <= 0:
+                    return data[at:]
+            elif state == "quote":
+                stop = data.find(self._quote, at)
+                if stop < 0:
+                    return None
+                self._state, self._last, at = "tag", self._quote, stop + 1
+            else:
+                delimiter = self._ENDS[state]
+                stop = data.find(delimiter, at)
+                if stop < 0:
+                    self._carry = data[max(at, end - len(delimiter) + 1):]
+                    return None
+                self._state, at = "text", stop + len(delimiter)
+        return None
+
+
 def _ignore(*event) -> None:
     """
     Take an expat event and do nothing with it.
@@ -85,9 +174,9 @@ class NamespaceSafeElementStream(domish.ExpatElementStream):
     and C{StanzaSkippedEvent} is called with the reason.  Bytes are
     counted at the end of each L{parse}, and at the end of each stanza:
     what is built of a stanza never exceeds L{maxStanzaSize} by more than
-    the bytes given to one L{parse}.  Only one tag larger than
-    L{maxStanzaSize}, which expat must hold whole to read it, is still a
-    parse error.
+    the bytes given to one L{parse}.  A tag larger than L{maxStanzaSize},
+    which expat would hold whole, is passed over by a L{MarkupSkipper}
+    instead, and a new parser takes up after the stanza.
 
     @cvar maxElementCount: elements in one stanza, the stanza included.
     @cvar maxDepth: levels of nesting in one stanza, the stanza being 1.
@@ -108,13 +197,13 @@ class NamespaceSafeElementStream(domish.ExpatElementStream):
         self._stanzaNamespaces = 0
         # Levels of the skipped stanza that are still open.
         self._skippedLevels = 0
-        self.parser = pyexpat.ParserCreate("UTF-8", SEPARATOR)
-        self.parser.buffer_text = True
-        if hasattr(self.parser, "SetReparseDeferralEnabled"):
-            # Expat 2.6 may leave complete tags unparsed after a large one,
-            # which would count as one huge tag; ours are capped anyway.
-            self.parser.SetReparseDeferralEnabled(False)
-        self._build()
+        # The bytes before the first stanza, to start a new parser with.
+        self._head = b""
+        self._headDone = False
+        # The bytes of an unfinished tag that expat holds.
+        self._held = b""
+        self._markupSkipper: MarkupSkipper | None = None
+        self._newParser()
 
     def _build(self) -> None:
         """
@@ -154,28 +243,89 @@ class NamespaceSafeElementStream(domish.ExpatElementStream):
             self.elementCount = 0
             self._build()
 
+    def _newParser(self) -> None:
+        """
+        Start parsing with a new expat parser.
+        """
+        self.parser = pyexpat.ParserCreate("UTF-8", SEPARATOR)
+        self.parser.buffer_text = True
+        if hasattr(self.parser, "SetReparseDeferralEnabled"):
+            # Expat 2.6 may leave complete tags unparsed after a large one,
+            # which would count as one huge tag; ours are capped anyway.
+            self.parser.SetReparseDeferralEnabled(False)
+        self._build()
+
     def parse(self, buffer: bytes) -> None:
         """
         Parse the next bytes of the stream.
 
-        @raise domish.ParserError: if they are not well-formed XML, or
-            expat holds more than L{maxStanzaSize} bytes of one tag.
+        @raise domish.ParserError: if they are not well-formed XML.
         """
+        if self._markupSkipper is not None:
+            buffer = self._markupSkipper.feed(buffer)
+            if buffer is None:
+                return
+            self._markupSkipper = None
+        if not self._headDone:
+            self._head += buffer
+        data = self._held + buffer if self._held else buffer
         self._received += len(buffer)
         try:
             self.parser.Parse(buffer)
         except pyexpat.error as e:
             raise domish.ParserError(str(e))
-        if self._received - max(self.parser.CurrentByteIndex, 0) > self.maxStanzaSize:
-            raise domish.ParserError(f"a single tag of more than {self.maxStanzaSize} bytes")
-        if self._open and self._received - self._stanzaStart > self.maxStanzaSize:
+        if not self._headDone and len(self._head) > MAX_STREAM_HEAD:
+            raise domish.ParserError(f"more than {MAX_STREAM_HEAD} bytes before the first stanza")
+        held = min(self._received - max(self.parser.CurrentByteIndex, 0), len(data))
+        self._held = data[len(data) - held:] if held else b""
+        if held > self.maxStanzaSize:
+            self._skipHugeTag()
+        elif self._open and self._received - self._stanzaStart > self.maxStanzaSize:
             self._skip(f"more than {self.maxStanzaSize} bytes", len(self._open))
+
+    def _skipHugeTag(self) -> None:
+        """
+        Skip the stanza in which expat holds an unfinished tag larger than
+        L{maxStanzaSize}: its rest is passed over unparsed by a
+        L{MarkupSkipper}, and a new parser, started as the old one was,
+        takes up after it.
+        """
+        if not self._headDone:
+            raise domish.ParserError(f"a tag of more than {self.maxStanzaSize} bytes before the first stanza")
+        levels = self._skippedLevels or len(self._open)
+        if not self._skippedLevels:
+            self.StanzaSkippedEvent(f"a tag of more than {self.maxStanzaSize} bytes")
+        held, self._held = self._held, b""
+        self._restart()
+        self._markupSkipper = MarkupSkipper(levels)
+        self.parse(held)
+
+    def _restart(self) -> None:
+        """
+        Replace the parser with a new one that has read the bytes before
+        the first stanza: the stream's start, with its namespaces.
+        """
+        self._newParser()
+        self._open = []
+        self._skippedLevels = 0
+        self.elementCount = 0
+        self.defaultNsStack = [""]
+        self.localPrefixes = {}
+        self.documentStarted = 0
+        started, self.DocumentStartEvent = self.DocumentStartEvent, _ignore
+        try:
+            self.parser.Parse(self._head)
+        finally:
+            self.DocumentStartEvent = started
+        self._received = len(self._head)
 
     def _onStartElement(self, name: str, attrs: dict) -> None:
         building = self._open
         if not building and self.documentStarted:
             self._stanzaStart = self.parser.CurrentByteIndex
             self._stanzaNamespaces = len(self.defaultNsStack)
+            if not self._headDone:
+                self._head, self._headDone = self._head[:self._stanzaStart], True
         self.elementCount += 1
         if self.elementCount > self.maxElementCount:
             self._skip(f"more than {self.maxElementCount} elements", len(building) + 1)

@@ -139,14 +139,73 @@ def test_skippedStanzaIsNotBuilt():
     assert (skipped, peak < 1024 * 1024) == (["more than 10 elements"], True)
 
 
-def test_oneHugeTagIsAParseError():
+HUGE = "y" * 600
+
+
+@pytest.mark.parametrize("stanza", [
+    f"<presence><x a='{HUGE}'/></presence>",
+    f"<presence a='{HUGE}'><x/></presence>",
+    f"<presence a='{HUGE}'/>",
+    f"<presence><x xmlns:p='urn:p' p:a='{HUGE}'><p:y/></x></presence>",
+    f"<presence><x a=\"q'>/{HUGE}\" b='/'><![CDATA[</presence><a>]]><!-- </presence> --><?pi </presence>?>"
+    "<y b='>'/></x></presence>",
+    f"<presence><{'n' * 600}/></presence>",
+])
+@pytest.mark.parametrize("chunk", [1, 7, 64, None])
+def test_hugeTagSkipped(stanza, chunk):
     """
-    One tag larger than the byte limit, which expat would have to hold
-    whole to find its end, is still a parse error.
+    A stanza with a tag larger than the byte limit, which expat would have
+    to hold whole, is passed over unparsed, however its bytes come in, and
+    the next stanza is parsed exactly as it would be on its own.
     """
-    stream, _ = skipping(maxStanzaSize=1000)
+    stream, skipped = skipping(maxStanzaSize=200)
+    after = "<presence><x xmlns='urn:x'><y/></x><p:z xmlns:p='urn:p'/><status>s</status></presence>"
+    xml = (STREAM + "<iq/>" + stanza + after).encode()
+    elements = []
+    stream.DocumentStartEvent = lambda root: None
+    stream.ElementEvent = elements.append
+    step = chunk or len(xml)
+    for start in range(0, len(xml), step):
+        stream.parse(xml[start:start + step])
+    [alone] = parse(NamespaceSafeElementStream(), STREAM + after)
+    [iq] = parse(NamespaceSafeElementStream(), STREAM + "<iq/>")
+    assert [describe(e) for e in elements] == [describe(iq), describe(alone)]
+    assert len(skipped) == 1
+
+
+def test_hugeTagNotKept():
+    """
+    However large a tag is, memory stays bounded while it is passed over.
+    """
+    pytest.importorskip("_tracemalloc", reason="this Python cannot trace its memory")
+    import tracemalloc
+
+    stream, skipped = skipping()
+    stream.DocumentStartEvent = lambda root: None
+    received = []
+    stream.ElementEvent = received.append
+    stream.parse((STREAM + "<iq/><presence><x a='").encode())
+    chunk = b"y" * 65536
+    tracemalloc.start()
+    try:
+        for _ in range(320):
+            stream.parse(chunk)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    stream.parse(b"'/></presence><message/>")
+    assert [e.name for e in received] == ["iq", "message"]
+    assert (len(skipped), peak < 8 * 1024 * 1024) == (1, True)
+
+
+def test_hugeStreamStartIsAParseError():
+    """
+    A stream whose start tag is larger than the byte limit, before any
+    stanza, is a parse error.
+    """
+    stream, _ = skipping(maxStanzaSize=100)
     with pytest.raises(domish.ParserError):
-        parse(stream, STREAM + "<presence><x a='" + "y" * 2000)
+        parse(stream, "<stream:stream xmlns='jabber:client' a='" + "y" * 70000)
 
 
 def test_streamCountsAndLogsSkippedStanzas():

@@ -184,6 +184,21 @@ def test_oversizedPresenceSkipped(link, oversized):
         "Alice here", None, "Bob here"]
 
 
+def test_hugeTagInPiecesSkipped(link):
+    """
+    A presence with one tag larger than the link takes, arriving in
+    pieces as from a socket, is skipped: the link stays up, and the
+    presence after it is taken.
+    """
+    data = (f"<presence from='mallory@{DOMAIN}/x'><x xmlns='urn:x' a='" + "y" * 2 * 1024 * 1024 + "'/></presence>"
+            f"<presence from='bob@{DOMAIN}/x'><status>Bob here</status></presence>").encode()
+    with capturedLogs():
+        for start in range(0, len(data), 65536):
+            link.xs.dataReceived(data[start:start + 65536])
+    assert link.transport.disconnecting is False
+    assert link.tracker.shown(f"bob@{DOMAIN}").status == "Bob here"
+
+
 def test_priorityDecidesBetweenResources(link):
     """
     Priorities are read from the stanza and break ties between resources.

@@ -276,27 +276,6 @@ def test_malformedRosterPushRefused(item):
     assert b"<bad-request" in link.transport.value()
 
 
-@pytest.mark.parametrize("sender", ["", " from='bot@example.test'"])
-def test_rosterResultOnlyFromTheAccount(sender):
-    """
-    The account's roster is taken only from a result that the server sent
-    on the account's behalf (without C{from}, or from the account's bare
-    JID); one from anyone else, even with the request's id, makes nobody a
-    contact.
-    """
-    link = ClientLink()
-    roster = link.service.mode.contacts
-    [requestID] = [part.split("id='")[1].split("'")[0]
-                   for part in link.transport.value().decode().split("<iq ")[1:] if "jabber:iq:roster" in part]
-    for forger in ("mallory@example.test/x", "mallory@example.test", "example.test", "bot@example.test/other"):
-        link.receive(f"<iq type='result' id='{requestID}' from='{forger}'><query xmlns='jabber:iq:roster'>"
-                     "<item jid='mallory@example.test' subscription='both'/></query></iq>")
-    assert not roster.mayView("mallory@example.test", None)
-    link.receive(f"<iq type='result' id='{requestID}'{sender}><query xmlns='jabber:iq:roster'>"
-                 "<item jid='alice@example.test' subscription='both'/></query></iq>")
-    assert roster.mayView("alice@example.test", None)
-
-
 @pytest.mark.parametrize("offered,expected", [
     (["PLAIN", "SCRAM-SHA-1", "SCRAM-SHA-256"], "SCRAM-SHA-256"),
     (["PLAIN", "SCRAM-SHA-1"], "SCRAM-SHA-1"),
@@ -354,3 +333,24 @@ def test_scramServerMustProveThePassword():
     init.onSuccess(success)
     assert failures and failures[0].check(sasl.SASLAuthError)
     assert isinstance(init.mechanism, Scram)
+
+
+@pytest.mark.parametrize("sender", ["", " from='bot@example.test'"])
+def test_rosterResultOnlyFromTheAccount(sender):
+    """
+    The account's roster is taken only from a result that the server sent
+    on the account's behalf (without C{from}, or from the account's bare
+    JID); one from anyone else, even with the request's id, makes nobody a
+    contact.
+    """
+    link = ClientLink()
+    [requestID] = [part.split("id='")[1].split("'")[0]
+                   for part in link.transport.value().decode().split("<iq ")[1:] if "jabber:iq:roster" in part]
+    for forger in ("mallory@example.test/x", "mallory@example.test", "example.test", "bot@example.test/other"):
+        link.receive(f"<iq type='result' id='{requestID}' from='{forger}'><query xmlns='jabber:iq:roster'>"
+                     "<item jid='mallory@example.test' subscription='both'/></query></iq>")
+    contacts = link.service.mode.contacts
+    assert not contacts.mayView("mallory@example.test", None)
+    link.receive(f"<iq type='result' id='{requestID}'{sender}><query xmlns='jabber:iq:roster'>"
+                 "<item jid='alice@example.test' subscription='both'/></query></iq>")
+    assert contacts.mayView("alice@example.test", None)
