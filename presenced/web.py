@@ -411,7 +411,7 @@ class ClientAddressFormatter:
     right, past the trusted proxies, to the first address that is not one
     of them: the client as the outermost trusted proxy saw it.  From any
     other peer the header is ignored, so clients cannot choose what is
-    logged.
+    logged.  The health answer asks it who the client is too.
 
     @ivar trusted: IP networks of the trusted proxies.
     """
@@ -425,7 +425,8 @@ class ClientAddressFormatter:
 
     def forwardedClient(self, request: server.Request) -> address.IPv4Address | address.IPv6Address | None:
         """
-        The client named by trusted proxies, or C{None} to use the peer.
+        The client's address as L{clientIP} tells it, or C{None} to use
+        the peer when it cannot be told.
         """
         client = self.clientIP(request)
         if client is None:
