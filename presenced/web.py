@@ -431,7 +431,7 @@ class ClientAddressFormatter:
     right, past the trusted proxies, to the first address that is not one
     of them: the client as the outermost trusted proxy saw it.  From any
     other peer the header is ignored, so clients cannot choose what is
-    logged.
+    logged.  The health answer asks it who the client is too.
 
     @ivar trusted: IP networks of the trusted proxies.
     """
@@ -445,7 +445,8 @@ class ClientAddressFormatter:
 
     def forwardedClient(self, request: server.Request) -> address.IPv4Address | address.IPv6Address | None:
         """
-        The client named by trusted proxies, or C{None} to use the peer.
+        The client's address as L{clientIP} tells it, or C{None} to use
+        the peer when it cannot be told.
         """
         client = self.clientIP(request)
         if client is None:
@@ -456,9 +457,12 @@ class ClientAddressFormatter:
     def clientIP(self, request: server.Request) -> IPv4Address | IPv6Address | None:
         """
         The IP address of the client: the peer's or, when the peer is a
-        trusted proxy that sent C{X-Forwarded-For}, the one it names;
-        C{None} when it cannot be told (a malformed header, a peer that
-        is not on IP).
+        trusted proxy that sent C{X-Forwarded-For}, the one it names.
+
+        C{None} when it cannot be told: the request was forwarded but
+        not through trusted proxies (a forwarding header from another
+        peer, C{Forwarded} or C{X-Real-IP} without C{X-Forwarded-For}),
+        the header is malformed, or the peer is not on IP.
         """
         peer = request.getClientAddress()
         if not isinstance(peer, (address.IPv4Address, address.IPv6Address)):
@@ -467,10 +471,12 @@ class ClientAddressFormatter:
             client = ip_address(peer.host)
         except ValueError:
             return None
-        if not _within(client, self.trusted):
-            return client
-        header = b",".join(request.requestHeaders.getRawHeaders(b"x-forwarded-for", []))
+        headers = request.requestHeaders
+        header = b",".join(headers.getRawHeaders(b"x-forwarded-for", []))
         hops = [hop.strip() for hop in header.decode("latin-1").split(",") if hop.strip()]
+        if not hops or not _within(client, self.trusted):
+            forwarded = hops or any(headers.hasHeader(name) for name in _OTHER_FORWARDING_HEADERS)
+            return None if forwarded else client
         for hop in reversed(hops):
             try:
                 client = ip_address(hop)
@@ -479,6 +485,10 @@ class ClientAddressFormatter:
             if not _within(client, self.trusted):
                 break
         return client
+
+
+#: Headers that proxies name the client in, which presenced does not read.
+_OTHER_FORWARDING_HEADERS = (b"forwarded", b"x-real-ip")
 
 
 def _within(ip: IPv4Address | IPv6Address, networks: tuple[IPv4Network | IPv6Network, ...]) -> bool:

@@ -6,12 +6,14 @@ import random
 
 import pytest
 from twisted.words.protocols.jabber.jid import JID
+from twisted.words.protocols.jabber.xmpp_stringprep import nameprep, nodeprep, resourceprep
 
 from presenced import jids
 
 #: Characters that JID parsing treats specially, or that stringprep maps,
 #: folds, refuses or reorders.
-TRICKY = "@/.\u3002\uff0e-aZ9 \x00\x7f\u00df\u00e9\u0301\u200b\u00ad\ufb01\u05d0\u0627\u2028\ud800\U0001f600\ufffd"
+TRICKY = ("@/.\u3002\uff0e-aZ9 \x00\x7f\u00df\u00e9\u0301\u200b\u00ad\ufb01\u05d0\u0627\u0661\u2028\ud800"
+          "\U0001f600\ufffd\u0130\u03a3\u2177\u0221\u3392")
 
 
 def randomText(rng: random.Random) -> str:
@@ -53,6 +55,30 @@ def test_validJIDsAsTwisted():
         compared += 1
         assert jids.parse(text) == (expected.user, expected.host, expected.resource)
     assert compared > 100
+
+
+@pytest.mark.parametrize("prepare, upstream", [
+    (jids.prepareLocal, nodeprep.prepare),
+    (jids.prepareDomain, nameprep.prepare),
+    (jids.prepareResource, resourceprep.prepare),
+])
+def test_partsPreparedAsTwisted(prepare, upstream):
+    """
+    Each part is prepared as Twisted's stringprep prepares it, and refused
+    where Twisted fails or gives nothing.
+    """
+    rng = random.Random(3491)
+    for _ in range(20_000):
+        text = randomText(rng) or "a"
+        try:
+            expected = upstream(text) or None
+        except (UnicodeError, IndexError):
+            expected = None
+        try:
+            prepared = prepare(text)
+        except jids.InvalidJID:
+            prepared = None
+        assert prepared == expected, text
 
 
 @pytest.mark.parametrize("text, reason", [

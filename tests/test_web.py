@@ -707,6 +707,28 @@ def test_healthDetailsBehindTrustedProxies(public):
     assert healthFrom(public, "203.0.113.7", "192.0.2.1") == {"xmpp": "connected"}
 
 
+@pytest.mark.parametrize("peer, headers", [
+    ("127.0.0.1", {"X-Forwarded-For": "127.0.0.1"}),
+    ("127.0.0.1", {"Forwarded": "for=203.0.113.7"}),
+    ("127.0.0.1", {"X-Real-IP": "203.0.113.7"}),
+    ("10.0.0.5", {"X-Real-IP": "127.0.0.1"}),
+])
+def test_healthDetailsNotForRequestsForwardedOtherwise(public, peer, headers):
+    """
+    A request forwarded other than through trusted proxies naming the
+    client in X-Forwarded-For gets no details, even from a peer that would
+    get them: the client it was forwarded for cannot be told.
+    """
+    from ipaddress import ip_network
+
+    public.health = (True, DETAILED)
+    public.site.logFormatter.trusted = (ip_network("10.0.0.5"),)
+    public.healthResource.detailsFrom = (ip_network("127.0.0.0/8"), ip_network("10.0.0.5"))
+    connection = Connection(public.site, peer)
+    connection.send("GET", "/plugins/presence/health", headers=headers)
+    assert json.loads(connection.response().body) == {"xmpp": "connected"}
+
+
 def test_healthDetailsForIPv4MappedClients(public):
     """
     An IPv4 client of a dual-stack listener counts as its IPv4 address.
