@@ -13,7 +13,7 @@ setup(
     long_description=(here / "README.md").read_text(encoding="utf-8"),
     long_description_content_type="text/markdown",
     license="MIT",
-    python_requires=">=3.11",
+    python_requires=">=3.9",
     packages=["presenced", "presenced.sandbox", "presenced.images", "twisted.plugins"],
     package_dir={"presenced.images": "images"},
     package_data={"presenced.images": ["*.png"], "twisted.plugins": ["presenced_plugin.py"]},

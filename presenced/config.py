@@ -9,16 +9,19 @@ never silently falls back to a default.
 from __future__ import annotations
 
 import configparser
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, field
 from ipaddress import IPv4Network, IPv6Network, ip_address, ip_network
 from pathlib import Path
 from typing import Callable
 
+import hyperlink
 from twisted.internet.endpoints import serverFromString
-from twisted.words.protocols.jabber.jid import InvalidFormat, JID
 
 import presenced
+from presenced import jids
 from presenced.presence import State
+from presenced.sign import UnusableKey, readKey
 
 
 def defaultImageDirectory() -> Path:
@@ -96,6 +99,9 @@ class XMPPSettings:
         return frozenset(self.allow_domains) if self.mode == "client" else frozenset({self.domain})
 
 
+LOOPBACK = (ip_network("127.0.0.0/8"), ip_network("::1"))
+
+
 @dataclass(frozen=True)
 class HTTPSettings:
     """
@@ -107,12 +113,18 @@ class HTTPSettings:
         access log lines (combined log format) are appended to.
     @ivar trusted_proxies: the reverse proxies whose C{X-Forwarded-For}
         names the client in the access log.
+    @ivar redirect_hosts: the hosts that image URLs may point to, IDNA
+        host names or C{*.suffix} patterns; empty: any host.
+    @ivar health_details_from: the networks whose clients see the details
+        of the health answer; others get the status alone.
     """
 
     listen: tuple[str, ...]
     images: Path
     access_log: str
     trusted_proxies: tuple[IPv4Network | IPv6Network, ...] = ()
+    redirect_hosts: tuple[str, ...] = ()
+    health_details_from: tuple[IPv4Network | IPv6Network, ...] = LOOPBACK
 
 
 @dataclass(frozen=True)
@@ -126,12 +138,17 @@ class PresenceSettings:
         status text of their own.
     @ivar roster_ttl: seconds a fetched roster is trusted.
     @ivar roster_timeout: seconds to wait for a roster before refusing.
+    @ivar requester_keys: the keys requester signatures are checked
+        with (the contents of C{requester_key}), none when unset.
+    @ivar require_signature: whether a C{req_jid} must be signed.
     """
 
     public: bool
     labels: dict[State, str]
     roster_ttl: float
     roster_timeout: float
+    requester_keys: tuple[bytes, ...] = field(default=(), repr=False)
+    require_signature: bool = False
 
 
 @dataclass(frozen=True)
@@ -210,14 +227,18 @@ def _text(raw: str) -> str:
     return raw
 
 
-def _domainJID(raw: str) -> str:
+def _parsedJID(raw: str) -> jids.JIDParts:
     try:
-        parsed = JID(raw)
-    except InvalidFormat as e:
+        return jids.parse(raw)
+    except jids.InvalidJID as e:
         raise ValueError(f"not a valid JID: {raw!r} ({e})") from None
-    if parsed.user is not None or parsed.resource is not None:
+
+
+def _domainJID(raw: str) -> str:
+    parsed = _parsedJID(raw)
+    if parsed.local is not None or parsed.resource is not None:
         raise ValueError(f"must be a bare domain, without user or resource: {raw!r}")
-    return parsed.host
+    return parsed.domain
 
 
 def _port(raw: str) -> int:
@@ -299,17 +320,31 @@ def _networks(raw: str) -> tuple[IPv4Network | IPv6Network, ...]:
     return tuple(networks)
 
 
+_HOST_NAME = re.compile(r"[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*")
+
+
+def _hostPatterns(raw: str) -> tuple[str, ...]:
+    patterns = []
+    for item in raw.split():
+        wildcard, host = ("*.", item[2:]) if item.startswith("*.") else ("", item)
+        try:
+            ascii = hyperlink.parse(f"https://{host}/").to_uri().host.lower()
+        except Exception:
+            ascii = ""
+        if any(c in host for c in "/?#@:[]\\") or not _HOST_NAME.fullmatch(ascii):
+            raise ValueError(f"not a host name or *.suffix pattern: {item!r}")
+        patterns.append(wildcard + ascii)
+    return tuple(patterns)
+
+
 _CLIENT_ONLY = ("allow_domains", "tls", "ca_file")
 
 
 def _accountJID(raw: str) -> str:
-    try:
-        parsed = JID(raw)
-    except InvalidFormat as e:
-        raise ValueError(f"not a valid JID: {raw!r} ({e})") from None
-    if parsed.user is None:
+    parsed = _parsedJID(raw)
+    if parsed.local is None:
         raise ValueError(f"must be an account, user@domain: {raw!r}")
-    return parsed.full()
+    return parsed.full
 
 
 def _choice(*allowed: str) -> Callable[[str], str]:
@@ -332,6 +367,24 @@ def _file(raw: str) -> Path:
     if not path.is_file():
         raise ValueError(f"not a file: {raw!r}")
     return path
+
+
+def _keys(raw: str) -> tuple[bytes, ...]:
+    paths = raw.split()
+    if not 1 <= len(paths) <= 2:
+        raise ValueError("needs one key file, or two while keys are rotated")
+    try:
+        return tuple(readKey(path) for path in paths)
+    except UnusableKey as e:
+        raise ValueError(str(e)) from None
+
+
+def _signatureSettings(read: _Reader) -> tuple[tuple[bytes, ...], bool]:
+    keys = read.value("presence", "requester_key", _keys, ())
+    required = read.value("presence", "require_signature", _boolean, bool(keys))
+    if required and not read.parser.has_option("presence", "requester_key"):
+        read.problem("presence", "require_signature", "needs requester_key, the key requesters are signed with")
+    return keys, required
 
 
 def _isLoopback(host: str | None) -> bool:
@@ -360,7 +413,7 @@ def _xmppSettings(read: _Reader) -> XMPPSettings:
     if read.value("xmpp", "resource_check", str, None) is not None:
         read.problem("xmpp", "resource_check", "only used with mode = component")
     jid = read.value("xmpp", "jid", _accountJID)
-    accountDomain = JID(jid).host if jid else None
+    accountDomain = jids.split(jid).domain if jid else None
     if read.value("xmpp", "domain", str, None) is not None:
         read.problem("xmpp", "domain", "not used with mode = client; list the served domains in allow_domains")
     host = read.value("xmpp", "host", _text, None)
@@ -408,16 +461,21 @@ def fromString(text: str, name: str = "<string>") -> Settings:
         images=read.value("http", "images", _directory, defaultImageDirectory()),
         access_log=read.value("http", "access_log", _accessLog, "off"),
         trusted_proxies=read.value("http", "trusted_proxies", _networks, ()),
+        redirect_hosts=read.value("http", "redirect_hosts", _hostPatterns, ()),
+        health_details_from=read.value("http", "health_details_from", _networks, LOOPBACK),
     )
     labels = {
         state: read.value("presence", key, str, DEFAULT_LABELS[state])
         for state, key in _LABEL_KEYS.items()
     }
+    keys, required = _signatureSettings(read)
     presence = PresenceSettings(
         public=read.value("presence", "public", _boolean, False),
         labels=labels,
         roster_ttl=read.value("presence", "roster_ttl", _seconds, 60.0),
         roster_timeout=read.value("presence", "roster_timeout", _positiveSeconds, 5.0),
+        requester_keys=keys,
+        require_signature=required,
     )
     read.rejectUnknown()
     if xmpp.mode == "component" and xmpp.jid and xmpp.jid == xmpp.domain:

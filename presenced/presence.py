@@ -16,7 +16,7 @@ answer.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import attr
 from enum import Enum
 
 
@@ -54,7 +54,7 @@ def stateFromShow(show: str | None) -> State:
 _SHOW_STATES = {state.value: state for state in (State.CHAT, State.AWAY, State.XA, State.DND)}
 
 
-@dataclass(frozen=True, slots=True)
+@attr.s(frozen=True, slots=True, auto_attribs=True)
 class Shown:
     """
     What the HTTP side shows for a user.
@@ -73,7 +73,7 @@ class Shown:
 OFFLINE = Shown(State.OFFLINE)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@attr.s(frozen=True, slots=True, auto_attribs=True, kw_only=True)
 class ResourcePresence(Shown):
     """
     The current presence of one online resource; shown as it is when it

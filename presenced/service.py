@@ -17,8 +17,9 @@ from twisted.logger import Logger
 from presenced import __version__
 from presenced.access import AccessPolicy, RosterCache
 from presenced.answers import AnswerRenderer, loadImages
-from presenced.config import ConfigError, Settings, load
+from presenced.config import ConfigError, PresenceSettings, Settings, load
 from presenced.presence import PresenceTracker
+from presenced.sign import RequesterCheck
 from presenced.tls import RenewableTLS, isTLS, readTLSOptions
 from presenced.web import AccessLog, HealthResource, StatusResource, buildSite
 from presenced.xmpp import (
@@ -69,9 +70,13 @@ class PresenceService(MultiService):
             handler.setHandlerParent(self.connection)
 
         renderer = AnswerRenderer(loadImages(settings.http.images), presence.labels)
-        self.status = StatusResource(self.tracker, self.mode.policy, renderer, xmpp.servedDomains)
-        self.site = buildSite(self.status, HealthResource(self.health), reactor)
+        self.status = StatusResource(self.tracker, self.mode.policy, renderer, xmpp.servedDomains,
+                                     _requesterCheck(presence, reactor))
+        self.healthResource = HealthResource(self.health)
+        self.healthResource.detailsFrom = settings.http.health_details_from
+        self.site = buildSite(self.status, self.healthResource, reactor)
         self.site.logFormatter.trusted = settings.http.trusted_proxies
+        self.status.redirectHosts = settings.http.redirect_hosts
 
         self.http = MultiService()
         self.http.setName("http")
@@ -209,8 +214,11 @@ class PresenceService(MultiService):
             return True
         self.mode.apply(new)
         self.status.renderer = AnswerRenderer(images, new.presence.labels)
+        self.status.requesters = _requesterCheck(new.presence, self.reactor)
         self.status.domains = self.feed.domains = new.xmpp.servedDomains
         self.site.logFormatter.trusted = new.http.trusted_proxies
+        self.status.redirectHosts = new.http.redirect_hosts
+        self.healthResource.detailsFrom = new.http.health_details_from
         self.settings = new
         if new.xmpp != old.xmpp:
             await self.connection.reconnect(new.xmpp)
@@ -308,6 +316,10 @@ def _follow(d: defer.Deferred) -> defer.Deferred:
 
     d.addCallback(passOn)
     return follower
+
+
+def _requesterCheck(presence: PresenceSettings, clock) -> RequesterCheck:
+    return RequesterCheck(presence.requester_keys, presence.require_signature, clock)
 
 
 def _differences(old: Settings, new: Settings) -> list[str]:

@@ -68,6 +68,7 @@ class NamespaceSafeElementStream(domish.ExpatElementStream):
 
     def __init__(self) -> None:
         super().__init__()
+        self.elementCount, self.maxElementCount = 0, 100_000
         self._open: list[domish.Element] = []
         self.parser = pyexpat.ParserCreate("UTF-8", SEPARATOR)
         self.parser.buffer_text = True

@@ -16,21 +16,25 @@ from functools import lru_cache
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_address
 from types import MappingProxyType
 from typing import IO, Callable, Mapping, NamedTuple
+from urllib.parse import unquote_to_bytes
 
 import hyperlink
 from twisted.internet import address, task
 from twisted.internet.interfaces import IReactorTime
 from twisted.web import pages, resource, server
-from twisted.words.protocols.jabber.jid import InvalidFormat, JID
 
+from presenced import jids
 from presenced.access import ViewPolicy
 from presenced.answers import JSON, NO_CACHE, TEXT, AnswerRenderer, Body
 from presenced.presence import PresenceTracker, Shown, State
+from presenced.sign import UNPROVEN, RequesterCheck
 
 IMAGE_TOKEN = "--IMAGE--"
 MAX_JID = 3071
 MAX_URL = 2048
 MAX_BODY = 64 * 1024
+MAX_PROOF = 256
+SERVER = b"presenced"
 
 FORBIDDEN = Shown(State.FORBIDDEN)
 
@@ -45,29 +49,35 @@ class StatusQuery(NamedTuple):
     """
     A validated request to C{/plugins/presence/status}.
 
-    @ivar user: the user asked about, a normalised bare JID.
+    @ivar user: the user asked about, a normalised bare JID (on a domain
+        that is not served, with the local part as written unless the
+        answer is XML, the only one that shows it).
     @ivar requester: who asks, a normalised bare JID, if given.
     @ivar kind: C{"image"}, C{"text"} or C{"xml"}.
     @ivar redirects: state to the URL of its custom image.
+    @ivar expires: C{req_exp}, until when the requester's signature holds.
+    @ivar signature: C{req_sig}, the signature vouching for the requester.
     """
 
     user: str
     requester: str | None = None
     kind: str = "image"
     redirects: Mapping[State, str] = MappingProxyType({})
+    expires: str | None = None
+    signature: str | None = None
 
 
 @lru_cache(maxsize=8192)
-def _bareJID(text: str) -> tuple[str, bool] | None:
+def _bareJID(text: str, localOn: frozenset[str] | None) -> tuple[str, bool] | None:
     """
-    The normalised bare JID in C{text} and whether it names a user, or
-    C{None} if C{text} is not a JID.  Cached: stringprep is costly.
+    The bare JID in C{text} (see L{jids.parseBare}) and whether it names a
+    user, or C{None} if C{text} is not a JID.  Cached: stringprep is costly.
     """
     try:
-        parsed = JID(text)
-    except InvalidFormat:
+        parsed = jids.parseBare(text, localOn)
+    except jids.InvalidJID:
         return None
-    return parsed.userhost(), parsed.user is not None
+    return parsed.bare, parsed.local is not None
 
 
 def _single(args: dict[bytes, list[bytes]], name: bytes, limit: int) -> str | None:
@@ -85,8 +95,8 @@ def _single(args: dict[bytes, list[bytes]], name: bytes, limit: int) -> str | No
         raise BadRequest(f"{name.decode()} is not valid UTF-8") from None
 
 
-def _jid(name: str, text: str, needsUser: bool) -> str:
-    parsed = _bareJID(text)
+def _jid(name: str, text: str, needsUser: bool, localOn: frozenset[str] | None = None) -> str:
+    parsed = _bareJID(text, localOn)
     if parsed is None:
         raise BadRequest(f"{name} is not a valid JID")
     bare, hasUser = parsed
@@ -95,18 +105,34 @@ def _jid(name: str, text: str, needsUser: bool) -> str:
     return bare
 
 
-def _imageURL(name: str, text: str, template: bool) -> str:
+def hostAllowed(host: str, patterns: tuple[str, ...]) -> bool:
+    """
+    Whether C{host} (as in a URI: IDNA-encoded) is one of C{patterns}:
+    host names, or C{*.suffix} for any host under C{suffix}.
+    """
+    host = host.lower().rstrip(".")
+    return any(host.endswith(pattern[1:]) if pattern.startswith("*.") else host == pattern
+               for pattern in patterns)
+
+
+def _imageURL(name: str, text: str, template: bool, allowedHosts: tuple[str, ...]) -> str:
     if any(ord(c) < 0x21 or ord(c) == 0x7F for c in text):
         raise BadRequest(f"{name} must not contain spaces or control characters")
+    if "\\" in text:
+        raise BadRequest(f"{name} must not contain backslashes")
     if template and IMAGE_TOKEN not in text:
         raise BadRequest(f"{name} must contain {IMAGE_TOKEN}")
     try:
-        url = hyperlink.parse(text)
-        uri = url.to_uri().to_text()
+        url = hyperlink.parse(text).to_uri()
+        uri = url.to_text()
     except Exception:
         raise BadRequest(f"{name} is not a valid URL") from None
     if url.scheme not in ("http", "https") or not url.host:
         raise BadRequest(f"{name} must be an absolute http or https URL")
+    if url.userinfo:
+        raise BadRequest(f"{name} must not contain a user name or password")
+    if allowedHosts and not hostAllowed(url.host, allowedHosts):
+        raise BadRequest(f"{name} points to a host that is not allowed")
     return uri
 
 
@@ -114,61 +140,79 @@ _STATE_PARAMETERS = {state.value.encode(): state for state in State}
 _REDIRECT_PARAMETERS = frozenset({b"images", *_STATE_PARAMETERS})
 
 
-def parseQuery(args: dict[bytes, list[bytes]]) -> StatusQuery:
+def parseQuery(args: dict[bytes, list[bytes]], domains: frozenset[str] | None = None,
+               redirectHosts: tuple[str, ...] = ()) -> StatusQuery:
     """
     Validate the parameters of a status request.
 
+    @param domains: the served domains.  A user on another domain gets the
+        forbidden answer whatever their local part, so it is not prepared
+        (stringprep is costly), unless the answer is XML, which shows it.
+    @param redirectHosts: the hosts image URLs may point to (see
+        L{hostAllowed}); empty: any.
     @raise BadRequest: naming the first parameter that is wrong.
     """
     userText = _single(args, b"jid", MAX_JID)
     if not userText:
         raise BadRequest("jid is required")
-    user = _jid("jid", userText, needsUser=True)
+    user = _jid("jid", userText, needsUser=True, localOn=None if args.get(b"type") == [b"xml"] else domains)
     requesterText = _single(args, b"req_jid", MAX_JID)
     requester = _jid("req_jid", requesterText, needsUser=False) if requesterText else None
+
+    expires = _single(args, b"req_exp", MAX_PROOF)
+    signature = _single(args, b"req_sig", MAX_PROOF)
 
     kind = _single(args, b"type", 16) or "image"
     if kind not in ("image", "text", "xml"):
         raise BadRequest("type must be image, text or xml")
 
     if args.keys().isdisjoint(_REDIRECT_PARAMETERS):
-        return StatusQuery(user, requester, kind)
+        return StatusQuery(user, requester, kind, expires=expires, signature=signature)
     redirects = {}
     template = _single(args, b"images", MAX_URL)
     if template is not None:
-        uri = _imageURL("images", template, template=True)
+        uri = _imageURL("images", template, template=True, allowedHosts=redirectHosts)
         redirects = {state: uri.replace(IMAGE_TOKEN, state.value) for state in State}
     for name in args.keys() & _STATE_PARAMETERS.keys():
         state = _STATE_PARAMETERS[name]
-        redirects[state] = _imageURL(state.value, _single(args, name, MAX_URL), template=False)
-    return StatusQuery(user, requester, kind, redirects)
+        redirects[state] = _imageURL(state.value, _single(args, name, MAX_URL), template=False,
+                                     allowedHosts=redirectHosts)
+    return StatusQuery(user, requester, kind, redirects, expires, signature)
 
 
 class StatusResource(resource.Resource):
     """
     C{/plugins/presence/status}: one user's presence, as the Openfire
     Presence Service plugin answers it.
+
+    @ivar domains: the served domains.
+    @ivar redirectHosts: the hosts image URLs may point to; empty: any.
     """
 
     isLeaf = True
     allowedMethods = (b"GET", b"HEAD", b"POST")
+    redirectHosts: tuple[str, ...] = ()
 
     def __init__(self, tracker: PresenceTracker, policy: ViewPolicy,
-                 renderer: AnswerRenderer, domains: frozenset[str]) -> None:
+                 renderer: AnswerRenderer, domains: frozenset[str], requesters: RequesterCheck) -> None:
         super().__init__()
         self.tracker = tracker
         self.policy = policy
         self.renderer = renderer
         self.domains = domains
+        self.requesters = requesters
 
     def render_GET(self, request: server.Request) -> bytes | int:
         try:
-            query = parseQuery(request.args)
+            query = parseQuery(request.args, self.domains, self.redirectHosts)
         except BadRequest as e:
             return _plain(request, 400, str(e))
         if query.user.partition("@")[2] not in self.domains:
             return self._answer(request, query, FORBIDDEN)
-        decision = self.policy.mayView(query.user, query.requester)
+        requester = self.requesters.proven(query.user, query.requester, query.expires, query.signature)
+        if requester is UNPROVEN:
+            return self._answer(request, query, FORBIDDEN)
+        decision = self.policy.mayView(query.user, requester)
         if isinstance(decision, bool):
             return self._answer(request, query, self.tracker.shown(query.user) if decision else FORBIDDEN)
 
@@ -237,17 +281,46 @@ def _plain(request: server.Request, code: int, text: str) -> bytes:
     return _send(request, Body(TEXT, (text + "\n").encode("utf-8")), code)
 
 
+_FORM = b"application/x-www-form-urlencoded"
+
+
+def formArguments(*encoded: bytes) -> dict[bytes, list[bytes]]:
+    """
+    The parameters of query strings and form bodies, by name: only C{&}
+    separates them (not C{;}, which twisted.web also takes), and a name
+    given in more than one keeps all its values, in order.
+    """
+    args: dict[bytes, list[bytes]] = {}
+    for data in encoded:
+        for item in data.split(b"&"):
+            name, equals, value = item.partition(b"=")
+            if equals:
+                args.setdefault(unquote_to_bytes(name.replace(b"+", b" ")), []).append(
+                    unquote_to_bytes(value.replace(b"+", b" ")))
+    return args
+
+
 class PresenceRequest(server.Request):
     """
     A request whose body is capped at L{MAX_BODY} bytes: a larger one is
-    answered with 413 and never kept in memory or on disk.
+    answered with 413 and never kept in memory or on disk.  Bodies are
+    kept in memory, those of unknown length (chunked) too.
+
+    Its C{args} are those of L{formArguments}, from the query string and
+    a form-encoded POST body together: a parameter in both is given twice.
+    Answers name the server as C{presenced}, without a version.
     """
 
     _received = 0
     defaultContentType = None
 
+    def write(self, data: bytes) -> None:
+        if not self.startedWriting:
+            self.responseHeaders.setRawHeaders(b"Server", [SERVER])
+        super().write(data)
+
     def gotLength(self, length: int | None) -> None:
-        super().gotLength(None if length is None else min(length, MAX_BODY))
+        super().gotLength(MAX_BODY if length is None else min(length, MAX_BODY))
 
     def handleContentChunk(self, data: bytes) -> None:
         self._received += len(data)
@@ -261,7 +334,17 @@ class PresenceRequest(server.Request):
             self.write(b"request body too large\n")
             self.finish()
             return
+        self.args = formArguments(self.uri.partition(b"?")[2], self._formBody())
         super().process()
+
+    def _formBody(self) -> bytes:
+        contentType = self.getHeader(b"content-type")
+        if self.method != b"POST" or contentType is None or contentType.split(b";")[0].strip().lower() != _FORM:
+            return b""
+        self.content.seek(0)
+        body = self.content.read()
+        self.content.seek(0)
+        return body
 
 
 class HealthResource(resource.Resource):
@@ -269,17 +352,30 @@ class HealthResource(resource.Resource):
     C{/plugins/presence/health}: whether presence is known.
 
     Answers 200 when the XMPP link is up and authenticated, 503 otherwise,
-    both with a small JSON body.
+    both with a small JSON body: the C{xmpp} status, and for clients on
+    the C{detailsFrom} networks the rest of the report (since when, how
+    many users are online, the version).
+
+    @ivar report: gives whether presence is known, and the body.
+    @ivar detailsFrom: the networks of the clients shown the details.
+    @ivar clients: tells a request's client, past trusted proxies; the
+        site's (L{buildSite}).  A request whose client cannot be told gets
+        no details.
     """
 
     isLeaf = True
+    detailsFrom: tuple[IPv4Network | IPv6Network, ...] = ()
 
     def __init__(self, report: Callable[[], tuple[bool, dict]]) -> None:
         super().__init__()
         self.report = report
+        self.clients = ClientAddressFormatter()
 
     def render_GET(self, request: server.Request) -> bytes:
         healthy, body = self.report()
+        client = self.clients.clientIP(request)
+        if client is None or not _within(client, self.detailsFrom):
+            body = {"xmpp": body["xmpp"]}
         return _send(request, Body(JSON, json.dumps(body).encode("utf-8")), 200 if healthy else 503)
 
 
@@ -347,35 +443,52 @@ class ClientAddressFormatter:
         client = self.forwardedClient(request) if self.trusted else None
         return combinedLogLine(timestamp, request, request.getClientAddress() if client is None else client)
 
-    def _isTrusted(self, address: IPv4Address | IPv6Address) -> bool:
-        return any(address in network for network in self.trusted)
-
     def forwardedClient(self, request: server.Request) -> address.IPv4Address | address.IPv6Address | None:
         """
         The client named by trusted proxies, or C{None} to use the peer.
+        """
+        client = self.clientIP(request)
+        if client is None:
+            return None
+        kind = address.IPv6Address if client.version == 6 else address.IPv4Address
+        return kind("TCP", str(client), 0)
+
+    def clientIP(self, request: server.Request) -> IPv4Address | IPv6Address | None:
+        """
+        The IP address of the client: the peer's or, when the peer is a
+        trusted proxy that sent C{X-Forwarded-For}, the one it names;
+        C{None} when it cannot be told (a malformed header, a peer that
+        is not on IP).
         """
         peer = request.getClientAddress()
         if not isinstance(peer, (address.IPv4Address, address.IPv6Address)):
             return None
         try:
-            if not self._isTrusted(ip_address(peer.host)):
-                return None
+            client = ip_address(peer.host)
         except ValueError:
             return None
+        if not _within(client, self.trusted):
+            return client
         header = b",".join(request.requestHeaders.getRawHeaders(b"x-forwarded-for", []))
         hops = [hop.strip() for hop in header.decode("latin-1").split(",") if hop.strip()]
-        client = None
         for hop in reversed(hops):
             try:
                 client = ip_address(hop)
             except ValueError:
                 return None
-            if not self._isTrusted(client):
+            if not _within(client, self.trusted):
                 break
-        if client is None:
-            return None
-        kind = address.IPv6Address if client.version == 6 else address.IPv4Address
-        return kind("TCP", str(client), 0)
+        return client
+
+
+def _within(ip: IPv4Address | IPv6Address, networks: tuple[IPv4Network | IPv6Network, ...]) -> bool:
+    """
+    Whether C{ip} is on one of C{networks}; an IPv4-mapped IPv6 address
+    (an IPv4 client of a dual-stack listener) counts as its IPv4 address.
+    """
+    if ip.version == 6 and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return any(ip in network for network in networks)
 
 
 def combinedLogLine(timestamp: str, request: server.Request, client) -> str:
@@ -469,4 +582,6 @@ def buildSite(status: StatusResource, health: HealthResource, reactor) -> Presen
     plugins.putChild(b"presence", presence)
     presence.putChild(b"status", status)
     presence.putChild(b"health", health)
-    return PresenceSite(root, reactor)
+    site = PresenceSite(root, reactor)
+    health.clients = site.logFormatter
+    return site

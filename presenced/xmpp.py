@@ -11,6 +11,7 @@ is in L{presenced.xmppclient}.
 from __future__ import annotations
 
 import itertools
+import random
 import re
 from typing import Callable, Iterator
 
@@ -575,10 +576,25 @@ class LinkStreamFactory(xmlstream.XmlStreamFactory):
         return jid.full() if jid is not None else self.authenticator.otherHost
 
     def retry(self, connector=None) -> None:
-        super().retry(connector)
-        if self._callID is not None:
-            self.log.info("Reconnecting to the XMPP server in {delay:.1f}s (attempt {attempt})",
-                          delay=self._callID.getTime() - self.clock.seconds(), attempt=self.retries)
+        """
+        Connect again after the current delay (with jitter), then grow the
+        delay.  Twisted releases differ in when they grow it; this is the
+        one schedule presenced follows whichever it runs on.
+        """
+        if not self.continueTrying:
+            return
+        connector = connector or self.connector
+        self.retries += 1
+        if self.jitter:
+            self.delay = max(0.0, random.normalvariate(self.delay, self.delay * self.jitter))
+        self._callID = self.clock.callLater(self.delay, self._reconnect, connector)
+        self.log.info("Reconnecting to the XMPP server in {delay:.1f}s (attempt {attempt})",
+                      delay=self.delay, attempt=self.retries)
+        self.delay = min(self.delay * self.factor, self.maxDelay)
+
+    def _reconnect(self, connector) -> None:
+        self._callID = None
+        connector.connect()
 
 
 class LinkService(StreamManager, service.Service):

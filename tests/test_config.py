@@ -132,6 +132,18 @@ def test_componentJIDMustBeADomain():
     ]
 
 
+def test_domainWithAnEmptyLabel():
+    """
+    A domain with an empty label is refused like any other bad JID.
+    """
+    assert problems(MINIMAL.replace("domain = example.com", "domain = example..com")) == [
+        "test.ini [xmpp] domain: not a valid JID: 'example..com' (Empty label in hostname)"
+    ]
+    assert problems(CLIENT.replace("secret = password", "secret = password\nallow_domains = example.com a\u3002.b")) == [
+        "test.ini [xmpp] allow_domains: not a valid JID: 'a\u3002.b' (Empty label in hostname)"
+    ]
+
+
 def test_emptySecret():
     """
     An empty secret is refused.
@@ -198,6 +210,36 @@ def test_trustedProxies():
     ]
 
 
+def test_redirectHosts():
+    """
+    redirect_hosts takes host names and *.suffix patterns, kept IDNA-encoded
+    and in lower case; anything else is an error.
+    """
+    settings = config.fromString(MINIMAL + "redirect_hosts = img.example.org *.CDN.example B\u00fccher.example\n")
+    assert settings.http.redirect_hosts == ("img.example.org", "*.cdn.example", "xn--bcher-kva.example")
+    assert config.fromString(MINIMAL).http.redirect_hosts == ()
+    for item in ["https://img.example.org", "img.example.org/x", "*", "*.", "a..b", "user@host", "-a.example"]:
+        assert problems(MINIMAL + f"redirect_hosts = example.org {item}\n") == [
+            f"test.ini [http] redirect_hosts: not a host name or *.suffix pattern: {item!r}"
+        ]
+
+
+def test_healthDetailsFrom():
+    """
+    health_details_from takes addresses and networks, loopback by default;
+    empty shows the details to nobody.
+    """
+    from ipaddress import ip_network
+
+    assert config.fromString(MINIMAL).http.health_details_from == (ip_network("127.0.0.0/8"), ip_network("::1"))
+    settings = config.fromString(MINIMAL + "health_details_from = 192.0.2.7 10.1.0.0/16\n")
+    assert settings.http.health_details_from == (ip_network("192.0.2.7"), ip_network("10.1.0.0/16"))
+    assert config.fromString(MINIMAL + "health_details_from =\n").http.health_details_from == ()
+    assert problems(MINIMAL + "health_details_from = monitor.example\n") == [
+        "test.ini [http] health_details_from: not an IP address or network: 'monitor.example'"
+    ]
+
+
 CLIENT = """
 [xmpp]
 mode = client
@@ -246,3 +288,65 @@ def test_clientKeysRefusedInComponentMode():
     assert problems(MINIMAL.replace("secret = s3cret", "secret = s3cret\ntls = off")) == [
         "test.ini [xmpp] tls: only used with mode = client"
     ]
+
+
+def keyFile(tmp_path, name="requester.key", content=b"0123456789abcdef0123456789abcdef\n", mode=0o640):
+    path = tmp_path / name
+    path.write_bytes(content)
+    path.chmod(mode)
+    return path
+
+
+def test_requesterKeyRequiresSignaturesByDefault(tmp_path):
+    """
+    A requester_key is read (whitespace stripped) and, unless told
+    otherwise, makes signatures required; without one, nothing is signed.
+    """
+    assert config.fromString(MINIMAL).presence.requester_keys == ()
+    assert config.fromString(MINIMAL).presence.require_signature is False
+    settings = config.fromString(MINIMAL + f"[presence]\nrequester_key = {keyFile(tmp_path)}\n")
+    assert settings.presence.requester_keys == (b"0123456789abcdef0123456789abcdef",)
+    assert settings.presence.require_signature is True
+    optional = config.fromString(
+        MINIMAL + f"[presence]\nrequester_key = {keyFile(tmp_path)}\nrequire_signature = false\n")
+    assert optional.presence.require_signature is False
+
+
+def test_twoRequesterKeysForRotation(tmp_path):
+    """
+    Two key files may be given while keys are rotated; three may not.
+    """
+    new, old = keyFile(tmp_path, "new.key"), keyFile(tmp_path, "old.key", b"fedcba9876543210fedcba9876543210")
+    settings = config.fromString(MINIMAL + f"[presence]\nrequester_key = {new} {old}\n")
+    assert settings.presence.requester_keys == (b"0123456789abcdef0123456789abcdef",
+                                                b"fedcba9876543210fedcba9876543210")
+    assert problems(MINIMAL + f"[presence]\nrequester_key = {new} {old} {new}\n") == [
+        "test.ini [presence] requester_key: needs one key file, or two while keys are rotated"]
+
+
+def test_unusableRequesterKeys(tmp_path):
+    """
+    A missing, world-readable or short key file is a problem naming it.
+    """
+    missing = tmp_path / "missing.key"
+    public = keyFile(tmp_path, "public.key", mode=0o644)
+    short = keyFile(tmp_path, "short.key", b"tooshort\n")
+    for path, why in [(missing, "cannot read"), (public, "readable by everyone"), (short, "fewer than 16 bytes")]:
+        [problem] = problems(MINIMAL + f"[presence]\nrequester_key = {path}\n")
+        assert problem.startswith("test.ini [presence] requester_key: ") and why in problem, problem
+
+
+def test_requiredSignaturesNeedAKey():
+    """
+    require_signature = true without a key could never admit anyone.
+    """
+    assert problems(MINIMAL + "[presence]\nrequire_signature = true\n") == [
+        "test.ini [presence] require_signature: needs requester_key, the key requesters are signed with"]
+
+
+def test_requesterKeysAreNotShownInTheSettings(tmp_path):
+    """
+    The key does not appear in the settings' repr, which may be logged.
+    """
+    settings = config.fromString(MINIMAL + f"[presence]\nrequester_key = {keyFile(tmp_path)}\n")
+    assert "0123456789abcdef" not in repr(settings)

@@ -5,6 +5,8 @@ with an in-memory reactor and clock.
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from OpenSSL.crypto import FILETYPE_PEM, dump_certificate
 from OpenSSL.SSL import Connection
@@ -17,6 +19,7 @@ from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.python.failure import Failure
 
 from presenced.config import load
+from presenced.presence import ResourcePresence, State
 from presenced.sandbox.certificates import selfSigned
 from presenced.service import PresenceService
 
@@ -153,6 +156,18 @@ def test_reloadAppliesPresenceSettings(daemon):
     ]
 
 
+def test_reloadAppliesRedirectHosts(daemon):
+    """
+    Changed redirect_hosts apply to the next request.
+    """
+    target = "/plugins/presence/status?jid=a@example.test&offline=https%3A%2F%2Fevil.example%2F"
+    assert request(daemon.service.site, "GET", target).code == 302
+    assert daemon.reload(http__redirect_hosts="img.example.org") == [True]
+    assert request(daemon.service.site, "GET", target).code == 400
+    assert daemon.reload(http__redirect_hosts="*.evil.example evil.example") == [True]
+    assert request(daemon.service.site, "GET", target).code == 302
+
+
 def test_invalidReloadChangesNothing(daemon):
     """
     A file with errors is reported in full and nothing changes.
@@ -253,6 +268,17 @@ def test_healthFollowsLink(daemon):
     assert (healthy, body["xmpp"], body["users_online"]) == (False, "disconnected", 0)
 
 
+def test_reloadAppliesHealthDetailsFrom(daemon):
+    """
+    Health details are shown to loopback clients by default, and to the
+    networks of health_details_from once it is changed.
+    """
+    assert "version" in json.loads(request(daemon.service.site, "GET", "/plugins/presence/health").body)
+    assert daemon.reload(http__health_details_from="192.0.2.0/24") == [True]
+    assert json.loads(request(daemon.service.site, "GET", "/plugins/presence/health").body) == {
+        "xmpp": "disconnected"}
+
+
 def test_linkLossDropsCachedRosters(daemon):
     """
     Rosters cached before a link loss are dropped.
@@ -330,3 +356,29 @@ def test_mismatchedCertificateAbortsReload(daemon, tmp_path):
     texts = [e.get("problem", e["log_format"]) for e in events if e["log_level"] == LogLevel.error]
     assert any(text.endswith("Certificate public and private keys do not match.") for text in texts)
     assert "Reload aborted: the configuration has errors; nothing was changed" in texts
+
+
+def test_reloadRereadsRequesterKeys(daemon, tmp_path):
+    """
+    Requester keys are re-read on reload: after a key is replaced, a
+    request signed with the old one is refused and one signed with the new
+    one is answered.
+    """
+    from presenced.sign import signedQuery
+
+    old, new = b"old key, long enough to be used", b"new key, long enough to be used"
+    key = tmp_path / "requester.key"
+    key.write_bytes(old)
+    key.chmod(0o600)
+    assert daemon.reload(presence__public="false", presence__requester_key=str(key)) == [True]
+    daemon.service.tracker.available("alice@example.test", ResourcePresence(resource="r", state=State.AWAY))
+    expires = int(daemon.reactor.seconds()) + 60
+
+    def text(signer):
+        query = signedQuery(signer, "alice@example.test", "alice@example.test", expires)
+        return request(daemon.service.site, "GET", f"/plugins/presence/status?{query}&type=text").body
+
+    assert (text(old), text(new)) == (b"Away", b"Forbidden")
+    key.write_bytes(new)
+    assert daemon.reload(presence__public="false", presence__requester_key=str(key)) == [True]
+    assert (text(old), text(new)) == (b"Forbidden", b"Away")

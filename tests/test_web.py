@@ -17,14 +17,17 @@ from presenced.access import AccessPolicy, RosterCache
 from presenced.answers import AnswerRenderer, loadImages
 from presenced.config import DEFAULT_LABELS, defaultImageDirectory
 from presenced.presence import PresenceTracker, ResourcePresence, State
+from presenced.sign import RequesterCheck, signature, signedQuery
 from presenced.web import (AccessLog, BadRequest, HealthResource, StatusResource, buildSite, combinedLogLine,
-                           parseQuery)
+                           formArguments, parseQuery)
 
 from webhelpers import Connection, request
 
 DOMAIN = "example.test"
 IMAGES = loadImages(defaultImageDirectory())
 STATUS = "/plugins/presence/status"
+KEY = b"0123456789abcdef0123456789abcdef"
+OLD_KEY = b"fedcba9876543210fedcba9876543210"
 
 
 class Fixture:
@@ -32,15 +35,17 @@ class Fixture:
     A site over a tracker, with rosters answered by the test.
     """
 
-    def __init__(self, public: bool = True) -> None:
+    def __init__(self, public: bool = True, keys: tuple[bytes, ...] = (), required: bool = False) -> None:
         self.clock = task.Clock()
         self.tracker = PresenceTracker()
         self.fetches: dict[str, defer.Deferred] = {}
         self.rosters = RosterCache(self.fetch, self.clock, ttl=30)
         self.policy = AccessPolicy(public, self.rosters)
         labels = dict(DEFAULT_LABELS)
-        status = StatusResource(self.tracker, self.policy, AnswerRenderer(IMAGES, labels), frozenset({DOMAIN}))
-        self.site = buildSite(status, HealthResource(lambda: self.health), self.clock)
+        self.status = StatusResource(self.tracker, self.policy, AnswerRenderer(IMAGES, labels), frozenset({DOMAIN}),
+                                     RequesterCheck(keys, required, self.clock))
+        self.healthResource = HealthResource(lambda: self.health)
+        self.site = buildSite(self.status, self.healthResource, self.clock)
         self.health = (True, {"xmpp": "connected"})
 
     def fetch(self, user):
@@ -102,6 +107,15 @@ def test_resourceInJidIsIgnored(public):
     """
     public.online("alice@example.test", state=State.AWAY)
     assert public.get("jid=alice@example.test/whatever").body == IMAGES[State.AWAY].data
+
+
+def test_resourceInJidIsNotChecked(public):
+    """
+    The resource in jid is dropped unread: even one that is not a valid
+    resource gets the bare user's answer.
+    """
+    public.online("alice@example.test", state=State.AWAY)
+    assert public.get("jid=alice@example.test/%00%E2%80%8B").body == IMAGES[State.AWAY].data
 
 
 def test_jidIsNormalised(public):
@@ -177,6 +191,18 @@ def test_otherDomainIsForbidden(public):
     """
     response = public.get("jid=eve@elsewhere.test&type=text")
     assert (response.code, response.body) == (200, b"Forbidden")
+
+
+def test_otherDomainIsForbiddenWhateverTheLocalPart(public):
+    """
+    A user on another domain gets the forbidden answer whatever the local
+    part, as the XML answer, which shows the user, gets it normalised.
+    """
+    response = public.get("jid=e%20ve@elsewhere.test&type=text")
+    assert (response.code, response.body) == (200, b"Forbidden")
+    assert public.get("jid=Eve@Elsewhere.test&type=xml").body.startswith(
+        b"<presence type='error' from='eve@elsewhere.test'>")
+    assert public.get("jid=e%20ve@elsewhere.test&type=xml").code == 400
 
 
 def test_forbiddenXml(private):
@@ -342,6 +368,24 @@ def test_forbiddenRedirect(private):
     assert (response.code, response.headers["location"]) == (302, "https://example.org/no.png")
 
 
+def test_redirectsAreLimitedToTheAllowedHosts(public):
+    """
+    With allowed hosts, an image URL to any other host is a bad request
+    naming the parameter; a *.suffix pattern allows the hosts under the
+    suffix, not the suffix itself.
+    """
+    public.status.redirectHosts = ("img.example.org", "*.cdn.example")
+    for url in ["https://img.example.org/a.png", "http://img.example.org./a.png", "https://a.b.cdn.example/a.png"]:
+        response = public.get(f"jid=alice@example.test&offline={quote(url.replace('img', 'IMG'), safe='')}")
+        assert (response.code, response.headers["location"]) == (302, url)
+    for url in ["https://evil.example/login", "https://cdn.example/a.png", "https://img.example.org.evil/a",
+                "https://evilimg.example.org/a", "https://xcdn.example/a"]:
+        response = public.get(f"jid=x@elsewhere.test&forbidden={quote(url, safe='')}")
+        assert (response.code, response.body) == (400, b"forbidden points to a host that is not allowed\n")
+    response = public.get("jid=alice@example.test&images=" + quote("https://evil.example/--IMAGE--", safe=""))
+    assert (response.code, response.body) == (400, b"images points to a host that is not allowed\n")
+
+
 def test_internationalURLIsEncoded(public):
     """
     A non-ASCII URL is sent as a valid URI.
@@ -359,6 +403,41 @@ def test_postAndHeadBehaveLikeGet(public):
     assert public.get("jid=alice%40example.test&type=text", method="POST").body == b"Hello"
     response = public.get("jid=alice@example.test&type=text", method="HEAD")
     assert (response.code, response.body) == (200, b"")
+
+
+def test_postCombinesBodyAndQuery(public):
+    """
+    A POST's query string and form body are read together: a parameter
+    in both is given twice, a bad request.
+    """
+    public.online("alice@example.test", status="Hello")
+    form = {"Content-Type": "application/x-www-form-urlencoded; charset=UTF-8"}
+    response = request(public.site, "POST", f"{STATUS}?jid=alice@example.test", b"type=text", form)
+    assert response.body == b"Hello"
+    response = request(public.site, "POST", f"{STATUS}?jid=alice@example.test&type=text", b"type=xml", form)
+    assert (response.code, response.body) == (400, b"type is given more than once\n")
+
+
+def test_semicolonIsNoSeparator(public):
+    """
+    Only & separates parameters; a ; is part of a value.
+    """
+    public.online("alice@example.test", status="Hello")
+    assert public.get("jid=alice@example.test&t=1;type=text").body == IMAGES[State.AVAILABLE].data
+    assert public.get("jid=alice@example.test;type=text").code == 400
+    assert public.get("t=1;jid=alice@example.test&type=text").code == 400
+
+
+def test_formArgumentsAsTwistedWithoutSemicolons():
+    """
+    Without ;, parameters are read as twisted.web reads them.
+    """
+    import random
+
+    rng = random.Random(3986)
+    for _ in range(2000):
+        query = bytes(rng.choice(b"a=&+%2F0x\xc3\xa9") for _ in range(rng.randrange(20)))
+        assert formArguments(query) == http.parse_qs(query, 1)
 
 
 def test_headAnswersTheLengthOfGetAndNothingElse(public):
@@ -393,6 +472,44 @@ def test_oversizedBodyRefused(public):
     assert response.code == 413
 
 
+def sendChunked(connection, body: bytes, chunkSize: int = 4096) -> None:
+    """
+    POST C{body} to the status resource with chunked transfer encoding.
+    """
+    chunks = b"".join(b"%x\r\n%s\r\n" % (len(body[i:i + chunkSize]), body[i:i + chunkSize])
+                      for i in range(0, len(body), chunkSize))
+    connection.channel.dataReceived(
+        b"POST " + STATUS.encode() + b" HTTP/1.1\r\nHost: presence.example.test\r\n"
+        b"Content-Type: application/x-www-form-urlencoded\r\nTransfer-Encoding: chunked\r\n\r\n"
+        + chunks + b"0\r\n\r\n")
+
+
+def test_chunkedBodyIsKeptInMemory(public, monkeypatch):
+    """
+    A chunked POST body, whose length is not known in advance, is read in
+    memory like any other: no temporary file is made for it.
+    """
+    import tempfile
+
+    def noFiles(*args, **kwargs):
+        raise OSError("no temporary files here")
+
+    monkeypatch.setattr(tempfile, "TemporaryFile", noFiles)
+    public.online("alice@example.test", status="Hello")
+    connection = Connection(public.site)
+    sendChunked(connection, b"jid=alice%40example.test&type=text")
+    assert connection.response().body == b"Hello"
+
+
+def test_oversizedChunkedBodyRefused(public):
+    """
+    A chunked POST body over the limit is answered with 413.
+    """
+    connection = Connection(public.site)
+    sendChunked(connection, b"jid=alice@example.test&pad=" + b"x" * (70 * 1024))
+    assert connection.response().code == 413
+
+
 def test_answersCarrySafetyHeaders(public):
     """
     Answers forbid content sniffing and run nothing when opened directly.
@@ -409,8 +526,13 @@ def test_answersCarrySafetyHeaders(public):
     ("jid=a@b@c", "jid is not a valid JID"),
     ("jid=%FF%FE@example.test", "jid is not valid UTF-8"),
     ("jid=" + "a" * 4000 + "@example.test", "jid is too long"),
+    ("jid=" + "a" * 1024 + "@example.test", "jid is not a valid JID"),
+    ("jid=a@example.test&req_jid=a@" + "d" * 1024, "req_jid is not a valid JID"),
     ("jid=a@example.test&jid=b@example.test", "jid is given more than once"),
     ("jid=a@example.test&req_jid=%40%40", "req_jid is not a valid JID"),
+    ("jid=a@.", "jid is not a valid JID"),
+    ("jid=a@example.test&req_jid=a..b", "req_jid is not a valid JID"),
+    ("jid=a@example.test&req_jid=%E2%80%8B", "req_jid is not a valid JID"),
     ("jid=a@example.test&type=html", "type must be image, text or xml"),
     ("jid=a@example.test&images=http://x.example/a.png", "images must contain --IMAGE--"),
     ("jid=a@example.test&images=ftp://x.example/--IMAGE--", "images must be an absolute http or https URL"),
@@ -419,6 +541,14 @@ def test_answersCarrySafetyHeaders(public):
     ("jid=a@example.test&away=http://x.example/%0d%0aSet-Cookie:x", "away must not contain spaces or control characters"),
     ("jid=a@example.test&dnd=http://x.example/" + "a" * 3000, "dnd is too long"),
     ("jid=a@example.test&offline=http://[::1", "offline is not a valid URL"),
+    ("jid=a@example.test&offline=" + quote("https://chat.example.com%5C@evil.example/", safe=""),
+     "offline must not contain a user name or password"),
+    ("jid=a@example.test&away=" + quote("https://user:pw@evil.example/", safe=""),
+     "away must not contain a user name or password"),
+    ("jid=a@example.test&offline=" + quote("https://chat.example.com\\@evil.example/", safe=""),
+     "offline must not contain backslashes"),
+    ("jid=a@example.test&images=" + quote("https:/\\evil.example/--IMAGE--", safe=""),
+     "images must not contain backslashes"),
 ])
 def test_badRequests(public, query, reason):
     """
@@ -428,6 +558,17 @@ def test_badRequests(public, query, reason):
     assert response.code == 400
     assert response.headers["content-type"] == "text/plain; charset=utf-8"
     assert response.body == (reason + "\n").encode()
+
+
+@pytest.mark.parametrize("query", ["jid=a@.", "jid=a@example.test&req_jid=a..b", "jid=%E2%80%8B@example..test"])
+def test_unpreparableJIDIsABadRequestThatLogsNothing(public, query):
+    """
+    A JID that stringprep cannot prepare (an empty domain label) is a bad
+    request like any other, and logs nothing.
+    """
+    with capturedLogs() as events:
+        response = public.get(query)
+    assert (response.code, events) == (400, [])
 
 
 def test_badRequestReadsNoRoster(private):
@@ -455,6 +596,30 @@ def test_parseQuery():
     assert query.redirects == {State.CHAT: "http://e.example/c.png"}
     with pytest.raises(BadRequest):
         parseQuery({})
+
+
+@pytest.mark.parametrize("method, target, body", [
+    ("GET", f"{STATUS}?jid=alice@example.test", b""),
+    ("GET", "/plugins/presence/health", b""),
+    ("GET", "/nowhere", b""),
+    ("DELETE", STATUS, b""),
+    ("POST", STATUS, b"x" * (70 * 1024)),
+])
+def test_serverIsNamedWithoutVersion(public, method, target, body):
+    """
+    Every answer names the server as presenced, without a version.
+    """
+    assert request(public.site, method, target, body).headers["server"] == "presenced"
+
+
+def test_serverIsNamedWhenAnsweredLater(private):
+    """
+    An answer that waits for a roster names the server the same way.
+    """
+    connection = Connection(private.site)
+    connection.send("GET", f"{STATUS}?jid=alice@example.test&req_jid=bob@example.test")
+    private.fetches["alice@example.test"].callback(frozenset())
+    assert connection.response().headers["server"] == "presenced"
 
 
 def test_otherPathsAreNotFound(public):
@@ -490,6 +655,70 @@ def test_health(public):
     public.health = (False, {"xmpp": "disconnected"})
     response = request(public.site, "GET", "/plugins/presence/health")
     assert (response.code, json.loads(response.body)) == (503, {"xmpp": "disconnected"})
+
+
+def healthFrom(fixture, peer, forwarded=None):
+    """
+    The JSON body of a health answer to a request from C{peer}.
+    """
+    connection = Connection(fixture.site, peer)
+    connection.send("GET", "/plugins/presence/health", headers={"X-Forwarded-For": forwarded} if forwarded else None)
+    return json.loads(connection.response().body)
+
+
+DETAILED = {"xmpp": "connected", "since": "2026-12-03T05:00:00+00:00", "users_online": 3, "version": "1.0"}
+
+
+def test_healthDetailsOnlyForTheConfiguredNetworks(public):
+    """
+    Clients on the networks health details are shown to get the whole
+    report; any other gets the status alone, with the same HTTP status.
+    """
+    from ipaddress import ip_network
+
+    public.health = (True, DETAILED)
+    public.healthResource.detailsFrom = (ip_network("127.0.0.0/8"), ip_network("2001:db8::/32"))
+    assert healthFrom(public, "127.0.0.1") == DETAILED
+    assert healthFrom(public, "192.0.2.1") == {"xmpp": "connected"}
+    public.health = (False, dict(DETAILED, xmpp="disconnected"))
+    response = request(public.site, "GET", "/plugins/presence/health")
+    assert (response.code, json.loads(response.body)["users_online"]) == (503, 3)
+    public.healthResource.detailsFrom = ()
+    assert healthFrom(public, "127.0.0.1") == {"xmpp": "disconnected"}
+
+
+def test_healthDetailsBehindTrustedProxies(public):
+    """
+    Behind trusted proxies, the client they name decides; a forwarding
+    header that cannot be read, or one from an untrusted peer, shows no
+    details.
+    """
+    from ipaddress import ip_network
+
+    public.health = (True, DETAILED)
+    public.site.logFormatter.trusted = (ip_network("10.0.0.5"),)
+    public.healthResource.detailsFrom = (ip_network("10.0.0.0/8"),)
+    assert healthFrom(public, "10.0.0.5", "10.1.2.3") == DETAILED
+    assert healthFrom(public, "10.0.0.5", "203.0.113.7, 10.1.2.3") == DETAILED
+    assert healthFrom(public, "10.0.0.5", "10.1.2.3, 203.0.113.7") == {"xmpp": "connected"}
+    assert healthFrom(public, "10.0.0.5", "10.1.2.3, <script>") == {"xmpp": "connected"}
+    assert healthFrom(public, "10.0.0.5") == DETAILED
+    public.healthResource.detailsFrom = (ip_network("192.0.2.0/24"),)
+    assert healthFrom(public, "203.0.113.7", "192.0.2.1") == {"xmpp": "connected"}
+
+
+def test_healthDetailsForIPv4MappedClients(public):
+    """
+    An IPv4 client of a dual-stack listener counts as its IPv4 address.
+    """
+    from ipaddress import ip_network
+
+    public.health = (True, DETAILED)
+    public.healthResource.detailsFrom = (ip_network("127.0.0.0/8"),)
+    connection = Connection(public.site)
+    connection.transport.peerAddress = address.IPv6Address("TCP", "::ffff:127.0.0.1", 40000)
+    connection.send("GET", "/plugins/presence/health")
+    assert json.loads(connection.response().body) == DETAILED
 
 
 def test_accessLogInCombinedFormat(public, tmp_path):
@@ -621,3 +850,171 @@ def test_accessLogLineAsTwisted(method, uri, headers, sentLength):
     expected = http.combinedLogFormatter("[02/Dec/2026:15:00:00 +0000]", request)
     for _ in range(2):
         assert combinedLogLine("[02/Dec/2026:15:00:00 +0000]", request, request.getClientAddress()) == expected
+
+
+@pytest.fixture
+def signed():
+    """
+    Subscribers-only service whose requesters must be signed with L{KEY}.
+    """
+    fixture = Fixture(public=False, keys=(KEY,), required=True)
+    fixture.clock.advance(1_000_000)
+    fixture.online("alice@example.test", state=State.AWAY, status="Lunch")
+    return fixture
+
+
+def expiresIn(fixture, seconds=60):
+    return int(fixture.clock.seconds()) + seconds
+
+
+def test_unsignedSelfRequestIsNoProof(private):
+    """
+    Without signatures, naming the user as requester is taken at its word:
+    anyone may claim to be Bob and see Bob's presence.  This is what
+    signed requesters exist to stop.
+    """
+    private.online("alice@example.test", state=State.AWAY)
+    assert private.get("jid=alice@example.test&req_jid=alice@example.test&type=text").body == b"Away"
+
+
+def test_signedSelfRequestIsShown(signed):
+    """
+    A user whose request the web site signed sees their own presence.
+    """
+    query = signedQuery(KEY, "alice@example.test", "alice@example.test", expiresIn(signed))
+    assert signed.get(f"{query}&type=text").body == b"Lunch"
+
+
+def test_signedSubscriberIsShownAfterTheRoster(signed):
+    """
+    A signed requester is still only shown the user when subscribed.
+    """
+    query = signedQuery(KEY, "alice@example.test", "bob@example.test", expiresIn(signed))
+    connection = Connection(signed.site)
+    connection.send("GET", f"{STATUS}?{query}&type=text")
+    signed.fetches["alice@example.test"].callback(frozenset({"bob@example.test"}))
+    assert connection.response().body == b"Lunch"
+
+
+def test_signatureCoversTheNormalisedJIDs(signed):
+    """
+    The signature is over the normalised bare JIDs, so a request that
+    spells them differently (case, resource) carries the same signature.
+    """
+    expires = expiresIn(signed)
+    sig = signature(KEY, "alice@example.test", "alice@example.test", expires)
+    answer = signed.get(f"jid=Alice@Example.test&req_jid=alice@example.test/web&req_exp={expires}"
+                        f"&req_sig={sig}&type=text")
+    assert answer.body == b"Lunch"
+
+
+def test_signedRequestAsPost(signed):
+    """
+    A signed requester may be sent in a form POST body too.
+    """
+    query = signedQuery(KEY, "alice@example.test", "alice@example.test", expiresIn(signed))
+    assert signed.get(f"{query}&type=text", method="POST").body == b"Lunch"
+
+
+def _refusals(fixture):
+    expires = expiresIn(fixture)
+    good = signature(KEY, "alice@example.test", "alice@example.test", expires)
+    return {
+        "unsigned": "jid=alice@example.test&req_jid=alice@example.test",
+        "expired": "jid=alice@example.test&req_jid=alice@example.test&req_exp={}&req_sig={}".format(
+            int(fixture.clock.seconds()),
+            signature(KEY, "alice@example.test", "alice@example.test", int(fixture.clock.seconds()))),
+        "wrong key": signedQuery(OLD_KEY, "alice@example.test", "alice@example.test", expires),
+        "other user": "jid=alice@example.test&req_jid=alice@example.test&req_exp={}&req_sig={}".format(
+            expires, signature(KEY, "bob@example.test", "alice@example.test", expires)),
+        "other requester": "jid=alice@example.test&req_jid=alice@example.test&req_exp={}&req_sig={}".format(
+            expires, signature(KEY, "alice@example.test", "bob@example.test", expires)),
+        "later expiry": f"jid=alice@example.test&req_jid=alice@example.test&req_exp={expires + 1}&req_sig={good}",
+        "no signature": f"jid=alice@example.test&req_jid=alice@example.test&req_exp={expires}",
+        "no expiry": f"jid=alice@example.test&req_jid=alice@example.test&req_sig={good}",
+        "truncated": f"jid=alice@example.test&req_jid=alice@example.test&req_exp={expires}&req_sig={good[:-1]}",
+        "padded": f"jid=alice@example.test&req_jid=alice@example.test&req_exp={expires}&req_sig={good}%3D",
+        "non-ascii": f"jid=alice@example.test&req_jid=alice@example.test&req_exp={expires}&req_sig=%C3%A9",
+        "signed expiry": f"jid=alice@example.test&req_jid=alice@example.test&req_exp=%2B{expires}&req_sig={good}",
+        "huge expiry": f"jid=alice@example.test&req_jid=alice@example.test&req_exp={'9' * 40}&req_sig={good}",
+        "unicode digits": f"jid=alice@example.test&req_jid=alice@example.test&req_exp=%D9%A1&req_sig={good}",
+    }
+
+
+@pytest.mark.parametrize("kind", ["text", "image", "xml"])
+def test_unprovenRequestersGetTheForbiddenAnswer(signed, kind):
+    """
+    An unsigned, expired, forged or garbled requester gets the forbidden
+    answer, byte for byte the one a request naming nobody gets, and no
+    roster is read.
+    """
+    nobody = signed.get(f"jid=alice@example.test&type={kind}")
+    for reason, query in _refusals(signed).items():
+        answer = signed.get(f"{query}&type={kind}")
+        assert (answer.code, answer.body) == (nobody.code, nobody.body.replace(
+            b"<presence type='error' from='alice@example.test'>",
+            b"<presence type='error' from='alice@example.test' to='alice@example.test'>")), reason
+    assert signed.fetches == {}
+
+
+def test_unprovenRequesterIsRefusedEvenWherePublic():
+    """
+    Where anyone may see presence, a request whose requester cannot be
+    proven is still refused, so a broken signer shows up at once.
+    """
+    fixture = Fixture(public=True, keys=(KEY,), required=True)
+    fixture.online("alice@example.test", state=State.AWAY)
+    assert fixture.get("jid=alice@example.test&type=text").body == b"Away"
+    assert fixture.get("jid=alice@example.test&req_jid=bob@example.test&type=text").body == b"Forbidden"
+
+
+def test_signatureExpiresWithTheClock(signed):
+    """
+    A signature is good until its expiry, not at it.
+    """
+    query = signedQuery(KEY, "alice@example.test", "alice@example.test", expiresIn(signed, 10))
+    assert signed.get(f"{query}&type=text").body == b"Lunch"
+    signed.clock.advance(10)
+    assert signed.get(f"{query}&type=text").body == b"Forbidden"
+
+
+def test_eitherOfTwoKeysIsAccepted():
+    """
+    While keys are rotated, a signature by either key is accepted.
+    """
+    fixture = Fixture(public=False, keys=(KEY, OLD_KEY), required=True)
+    fixture.online("alice@example.test", state=State.DND)
+    for key in (KEY, OLD_KEY):
+        query = signedQuery(key, "alice@example.test", "alice@example.test", 60)
+        assert fixture.get(f"{query}&type=text").body == b"Do not disturb"
+
+
+def test_unsignedRequestersBelievedWhenSignaturesAreOptional():
+    """
+    With a key but signatures not required, an unsigned requester is
+    believed as before, while a signed one must still be right.
+    """
+    fixture = Fixture(public=False, keys=(KEY,), required=False)
+    fixture.online("alice@example.test", state=State.DND)
+    assert fixture.get("jid=alice@example.test&req_jid=alice@example.test&type=text").body == b"Do not disturb"
+    forged = signedQuery(OLD_KEY, "alice@example.test", "alice@example.test", 60)
+    assert fixture.get(f"{forged}&type=text").body == b"Forbidden"
+
+
+def test_signatureWithoutKeysProvesNothing(private):
+    """
+    A signed requester where no key is configured cannot be checked, so it
+    is refused.
+    """
+    private.online("alice@example.test")
+    query = signedQuery(KEY, "alice@example.test", "alice@example.test", 60)
+    assert private.get(f"{query}&type=text").body == b"Forbidden"
+
+
+@pytest.mark.parametrize("name", ["req_exp", "req_sig"])
+def test_proofParametersAreSingleAndShort(signed, name):
+    """
+    req_exp and req_sig given twice, or absurdly long, are bad requests.
+    """
+    assert signed.get(f"jid=alice@example.test&{name}=1&{name}=2").code == 400
+    assert signed.get(f"jid=alice@example.test&{name}={'1' * 300}").code == 400

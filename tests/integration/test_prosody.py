@@ -6,9 +6,10 @@ real HTTP requests see it.
 from __future__ import annotations
 
 import pytest_twisted
-from twisted.internet import reactor, task
-from twisted.logger import capturedLogs
+from twisted.internet import defer, reactor, task
+from twisted.logger import LogLevel, capturedLogs
 from twisted.web.client import FileBodyProducer
+from twisted.web.iweb import UNKNOWN_LENGTH
 from twisted.web.http_headers import Headers
 from io import BytesIO
 from xml.etree import ElementTree
@@ -189,6 +190,54 @@ async def test_postAndRedirect(world):
     assert (redirect.code, redirect.header("location")) == (302, "https://img.example/away.png")
     bad = await world.get(f"jid={heidi}&type=gif")
     assert (bad.code, bad.body) == (400, b"type must be image, text or xml\n")
+
+
+class ChunkedBody:
+    """
+    A request body of unknown length, which the HTTP client sends chunked.
+    """
+
+    length = UNKNOWN_LENGTH
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+    def startProducing(self, consumer):
+        consumer.write(self.data)
+        return defer.succeed(None)
+
+    def pauseProducing(self):
+        pass
+
+    def resumeProducing(self):
+        pass
+
+    def stopProducing(self):
+        pass
+
+
+@pytest_twisted.ensureDeferred
+async def test_hostileRequestsOverARealSocket(world):
+    """
+    Over a real socket: a chunked POST is answered, a parameter in both
+    query and body is a bad request, a JID stringprep cannot prepare is a
+    bad request that logs nothing, and the server is named without a
+    version.
+    """
+    judy = world.user("judy")
+    await world.start()
+    client = await world.login(judy)
+    client.available(status="Chunked")
+    await world.waitForText(f"jid={judy}", "Chunked")
+    form = Headers({b"Content-Type": [b"application/x-www-form-urlencoded"]})
+    chunked = await world.get("type=text", b"POST", ChunkedBody(f"jid={judy}".encode()), form)
+    assert (chunked.code, chunked.body, chunked.header("server")) == (200, b"Chunked", "presenced")
+    twice = await world.get(f"jid={judy}&type=text", b"POST", ChunkedBody(b"type=xml"), form)
+    assert (twice.code, twice.body) == (400, b"type is given more than once\n")
+    with capturedLogs() as events:
+        bad = await world.get("jid=a@.")
+    failures = [e for e in events if "log_failure" in e or e["log_level"] in (LogLevel.warn, LogLevel.error)]
+    assert (bad.code, bad.body, failures) == (400, b"jid is not a valid JID\n", [])
 
 
 @pytest_twisted.ensureDeferred

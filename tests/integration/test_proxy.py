@@ -4,6 +4,7 @@ presenced behind a real nginx, configured with etc/nginx/presenced.conf.
 
 from __future__ import annotations
 
+import json
 import os
 import pwd
 import shutil
@@ -101,3 +102,25 @@ async def test_behindNginx(world, tmp_path):
     # nginx connected from 127.0.0.2 (trusted) for the client at 127.0.0.1;
     # the direct request came from 127.0.0.1 (not trusted).
     assert [line.split(" ", 1)[0] for line in lines] == ['"127.0.0.1"', '"127.0.0.1"']
+
+
+@pytest_twisted.ensureDeferred
+async def test_healthDetailsFollowTheClientNginxSaw(world):
+    """
+    Through nginx, health details are shown by the client nginx saw: not
+    by the proxy's address, nor by what the client claimed.
+    """
+    await world.start(public=True)
+    world.service.site.logFormatter.trusted = (ip_network("127.0.0.2"),)
+    health = world.service.healthResource
+    nginx = Nginx(world.port)
+    try:
+        url = f"http://127.0.0.1:{nginx.port}/plugins/presence/health"
+        health.detailsFrom = (ip_network("127.0.0.2"),)
+        claimed = json.loads(await threads.deferToThread(fetch, url, {"X-Forwarded-For": "127.0.0.2"}))
+        health.detailsFrom = (ip_network("127.0.0.1"),)
+        seen = json.loads(await threads.deferToThread(fetch, url))
+    finally:
+        nginx.stop()
+    assert claimed == {"xmpp": "connected"}
+    assert set(seen) == {"xmpp", "since", "users_online", "version"}
