@@ -30,6 +30,7 @@ from presenced.sandbox.demo import writeSettings
 from presenced.sandbox.prosody import freePort, waitForPort
 
 from conftest import until
+from test_https import servedCertificate
 from test_twistd import ROOT, twistd
 
 
@@ -358,22 +359,19 @@ async def test_tlsPortOutlivesRenewalsAfterPrivilegeDrop(world, nobodyDaemon):
     readableByNobody(daemon.settings, cert, key)
     await daemon.start(*AS_NOBODY)
 
-    def served() -> str:
-        return ssl.get_server_certificate(("127.0.0.1", port), timeout=10).strip()
-
-    assert await threads.deferToThread(served) == cert.read_text().strip()
+    assert (await threads.deferToThread(servedCertificate, port)).strip() == cert.read_text().strip()
     assert await threads.deferToThread(fetchText, url, cert) == "Unavailable"
     selfSigned("localhost", daemon.settings.parent)
     await daemon.reload()
     renewed = cert.read_text().strip()
-    assert await threads.deferToThread(served) == renewed
+    assert (await threads.deferToThread(servedCertificate, port)).strip() == renewed
     assert f"Certificate of ssl:{port}" in daemon.log()
     assert await threads.deferToThread(fetchText, url, cert) == "Unavailable"
 
     cert.write_text("not a certificate")
     await daemon.reload()
     assert "Reload aborted" in daemon.log()
-    assert await threads.deferToThread(served) == renewed
+    assert (await threads.deferToThread(servedCertificate, port)).strip() == renewed
     assert daemon.process.poll() is None
 
 

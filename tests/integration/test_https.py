@@ -52,20 +52,24 @@ async def test_certificateRenewedOnReload(world, tmp_path):
     world.service = PresenceService(fromString(settings), reactor, configPath=str(path))
     world.service.startService()
 
-    def served() -> str:
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-        context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
-        with socket.create_connection(("127.0.0.1", world.port), timeout=10) as sock:
-            with context.wrap_socket(sock) as tls:
-                return ssl.DER_cert_to_PEM_cert(tls.getpeercert(binary_form=True))
-
-    before = await threads.deferToThread(served)
+    before = await threads.deferToThread(servedCertificate, world.port)
     assert before.strip() == cert.read_text().strip()
     key.write_text("not a key")
     assert await world.service.reload() is False
-    assert (await threads.deferToThread(served)) == before
+    assert (await threads.deferToThread(servedCertificate, world.port)) == before
 
     selfSigned("localhost", tmp_path)
     assert await world.service.reload() is True
-    after = await threads.deferToThread(served)
+    after = await threads.deferToThread(servedCertificate, world.port)
     assert after.strip() == cert.read_text().strip() != before.strip()
+
+
+def servedCertificate(port: int) -> str:
+    """
+    The certificate a TLS port on loopback presents, in PEM (blocking).
+    """
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        with context.wrap_socket(sock) as tls:
+            return ssl.DER_cert_to_PEM_cert(tls.getpeercert(binary_form=True))
