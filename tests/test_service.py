@@ -320,6 +320,32 @@ def test_unwritableAccessLogAbortsReload(daemon, tmp_path):
     assert any("Reload aborted" in e["log_format"] for e in events)
 
 
+def test_reloadRereadsRequesterKeys(daemon, tmp_path):
+    """
+    Requester keys are re-read on reload: after a key is replaced, a
+    request signed with the old one is refused and one signed with the new
+    one is answered.
+    """
+    from presenced.sign import signedQuery
+
+    old, new = b"old key, long enough to be used", b"new key, long enough to be used"
+    key = tmp_path / "requester.key"
+    key.write_bytes(old)
+    key.chmod(0o600)
+    assert daemon.reload(presence__public="false", presence__requester_key=str(key)) == [True]
+    daemon.service.tracker.available("alice@example.test", ResourcePresence(resource="r", state=State.AWAY))
+    expires = int(daemon.reactor.seconds()) + 60
+
+    def text(signer):
+        query = signedQuery(signer, "alice@example.test", "alice@example.test", expires)
+        return request(daemon.service.site, "GET", f"/plugins/presence/status?{query}&type=text").body
+
+    assert (text(old), text(new)) == (b"Away", b"Forbidden")
+    key.write_bytes(new)
+    assert daemon.reload(presence__public="false", presence__requester_key=str(key)) == [True]
+    assert (text(old), text(new)) == (b"Forbidden", b"Away")
+
+
 def test_reloadRenewsCertificateOnOpenPort(daemon, tmp_path):
     """
     A reload reads a TLS listener's certificate files again without
@@ -356,29 +382,3 @@ def test_mismatchedCertificateAbortsReload(daemon, tmp_path):
     texts = [e.get("problem", e["log_format"]) for e in events if e["log_level"] == LogLevel.error]
     assert any(text.endswith("Certificate public and private keys do not match.") for text in texts)
     assert "Reload aborted: the configuration has errors; nothing was changed" in texts
-
-
-def test_reloadRereadsRequesterKeys(daemon, tmp_path):
-    """
-    Requester keys are re-read on reload: after a key is replaced, a
-    request signed with the old one is refused and one signed with the new
-    one is answered.
-    """
-    from presenced.sign import signedQuery
-
-    old, new = b"old key, long enough to be used", b"new key, long enough to be used"
-    key = tmp_path / "requester.key"
-    key.write_bytes(old)
-    key.chmod(0o600)
-    assert daemon.reload(presence__public="false", presence__requester_key=str(key)) == [True]
-    daemon.service.tracker.available("alice@example.test", ResourcePresence(resource="r", state=State.AWAY))
-    expires = int(daemon.reactor.seconds()) + 60
-
-    def text(signer):
-        query = signedQuery(signer, "alice@example.test", "alice@example.test", expires)
-        return request(daemon.service.site, "GET", f"/plugins/presence/status?{query}&type=text").body
-
-    assert (text(old), text(new)) == (b"Away", b"Forbidden")
-    key.write_bytes(new)
-    assert daemon.reload(presence__public="false", presence__requester_key=str(key)) == [True]
-    assert (text(old), text(new)) == (b"Forbidden", b"Away")

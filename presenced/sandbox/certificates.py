@@ -4,6 +4,8 @@ Self-signed certificates for sandbox servers.
 
 from __future__ import annotations
 
+import socket
+import ssl
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -35,3 +37,15 @@ def selfSigned(name: str, directory: Path) -> tuple[Path, Path]:
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
     certFile.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
     return certFile, keyFile
+
+
+def servedCertificate(host: str, port: int, timeout: float = 10.0) -> str:
+    """
+    The PEM certificate the TLS server at C{host}:C{port} presents, not
+    verified; blocking.
+    """
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+    with socket.create_connection((host, port), timeout=timeout) as sock:
+        with context.wrap_socket(sock) as tls:
+            return ssl.DER_cert_to_PEM_cert(tls.getpeercert(binary_form=True))

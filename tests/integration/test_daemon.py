@@ -25,12 +25,11 @@ import pytest_twisted
 from twisted.internet import threads
 from twisted.web.client import readBody
 
-from presenced.sandbox.certificates import selfSigned
+from presenced.sandbox.certificates import selfSigned, servedCertificate
 from presenced.sandbox.demo import writeSettings
 from presenced.sandbox.prosody import freePort, waitForPort
 
 from conftest import until
-from test_https import servedCertificate
 from test_twistd import ROOT, twistd
 
 
@@ -359,19 +358,22 @@ async def test_tlsPortOutlivesRenewalsAfterPrivilegeDrop(world, nobodyDaemon):
     readableByNobody(daemon.settings, cert, key)
     await daemon.start(*AS_NOBODY)
 
-    assert (await threads.deferToThread(servedCertificate, port)).strip() == cert.read_text().strip()
+    def served() -> str:
+        return servedCertificate("127.0.0.1", port).strip()
+
+    assert await threads.deferToThread(served) == cert.read_text().strip()
     assert await threads.deferToThread(fetchText, url, cert) == "Unavailable"
     selfSigned("localhost", daemon.settings.parent)
     await daemon.reload()
     renewed = cert.read_text().strip()
-    assert (await threads.deferToThread(servedCertificate, port)).strip() == renewed
+    assert await threads.deferToThread(served) == renewed
     assert f"Certificate of ssl:{port}" in daemon.log()
     assert await threads.deferToThread(fetchText, url, cert) == "Unavailable"
 
     cert.write_text("not a certificate")
     await daemon.reload()
     assert "Reload aborted" in daemon.log()
-    assert (await threads.deferToThread(servedCertificate, port)).strip() == renewed
+    assert await threads.deferToThread(served) == renewed
     assert daemon.process.poll() is None
 
 

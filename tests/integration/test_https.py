@@ -4,7 +4,6 @@ presenced serving HTTPS itself, from an ssl: listen endpoint.
 
 from __future__ import annotations
 
-import socket
 import ssl
 import urllib.request
 
@@ -12,7 +11,7 @@ import pytest_twisted
 from twisted.internet import reactor, threads
 
 from presenced.config import fromString
-from presenced.sandbox.certificates import selfSigned
+from presenced.sandbox.certificates import selfSigned, servedCertificate
 from presenced.service import PresenceService
 
 
@@ -52,24 +51,16 @@ async def test_certificateRenewedOnReload(world, tmp_path):
     world.service = PresenceService(fromString(settings), reactor, configPath=str(path))
     world.service.startService()
 
-    before = await threads.deferToThread(servedCertificate, world.port)
+    def served() -> str:
+        return servedCertificate("127.0.0.1", world.port)
+
+    before = await threads.deferToThread(served)
     assert before.strip() == cert.read_text().strip()
     key.write_text("not a key")
     assert await world.service.reload() is False
-    assert (await threads.deferToThread(servedCertificate, world.port)) == before
+    assert (await threads.deferToThread(served)) == before
 
     selfSigned("localhost", tmp_path)
     assert await world.service.reload() is True
-    after = await threads.deferToThread(servedCertificate, world.port)
+    after = await threads.deferToThread(served)
     assert after.strip() == cert.read_text().strip() != before.strip()
-
-
-def servedCertificate(port: int) -> str:
-    """
-    The certificate a TLS port on loopback presents, in PEM (blocking).
-    """
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
-        with context.wrap_socket(sock) as tls:
-            return ssl.DER_cert_to_PEM_cert(tls.getpeercert(binary_form=True))
