@@ -344,8 +344,9 @@ async def test_tlsPortOutlivesRenewalsAfterPrivilegeDrop(world, nobodyDaemon):
     """
     Started as root on a port below 1024 and run as nobody, the daemon
     keeps that TLS port across reloads: a renewed certificate is served
-    from the next connection on; an invalid one fails the reload and the
-    one before is still served.
+    from the next connection on; an invalid one, or one whose key that
+    account cannot read, fails the reload and the one before is still
+    served.
     """
     daemon = nobodyDaemon
     port = freePrivilegedPort()
@@ -372,7 +373,14 @@ async def test_tlsPortOutlivesRenewalsAfterPrivilegeDrop(world, nobodyDaemon):
 
     cert.write_text("not a certificate")
     await daemon.reload()
-    assert "Reload aborted" in daemon.log()
+    assert daemon.log().count("Reload aborted") == 1
+    assert await threads.deferToThread(served) == renewed
+
+    selfSigned("localhost", daemon.settings.parent)
+    key.chmod(0o600)
+    await daemon.reload()
+    assert daemon.log().count("Reload aborted") == 2
+    assert f"Permission denied: '{key}'" in daemon.log()
     assert await threads.deferToThread(served) == renewed
     assert daemon.process.poll() is None
 
