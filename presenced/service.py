@@ -15,17 +15,16 @@ from twisted.internet import defer
 from twisted.logger import Logger
 
 from presenced import __version__
-from presenced.access import AccessPolicy, RosterCache
 from presenced.answers import AnswerRenderer, loadImages
 from presenced.config import ConfigError, PresenceSettings, Settings, load
 from presenced.presence import PresenceTracker
 from presenced.sign import RequesterCheck
 from presenced.tls import RenewableTLS, isTLS, readTLSOptions
 from presenced.web import AccessLog, HealthResource, StatusResource, buildSite
-from presenced.xmpp import (
-    ComponentConnection, LinkMonitor, PresenceFeed, PrivilegeListener, ResourceChecker, RosterReader,
-)
-from presenced.xmppclient import ClientConnection, ConsentKeeper, ContactRoster
+from presenced.client import ClientMode
+from presenced.component import ComponentMode
+from presenced.feed import PresenceFeed
+from presenced.link import LinkMonitor
 
 
 class PresenceService(MultiService):
@@ -247,67 +246,6 @@ class PresenceService(MultiService):
             await self.listeners.pop(description).disownServiceParent()
             self.tls.pop(description, None)
         self.listeners.update(started)
-
-
-class ComponentMode:
-    """
-    The XMPP side as a privileged component (XEP-0114, XEP-0356): the
-    server forwards presence; rosters are read for subscribers-only
-    answers; online resources are checked now and then.
-
-    @ivar handlers: what the link needs besides the presence feed.
-    @ivar policy: who may see whom.
-    @ivar tracks: whose presence the feed tracks: every user of the domain.
-    """
-
-    tracks = None
-
-    def __init__(self, settings: Settings, reactor, tracker: PresenceTracker, link: LinkMonitor) -> None:
-        xmpp, presence = settings.xmpp, settings.presence
-        self.connection = ComponentConnection(reactor, xmpp)
-        self.privileges = PrivilegeListener(xmpp.domain, reactor)
-        self.rosterReader = RosterReader(link, presence.roster_timeout)
-        self.checker = ResourceChecker(tracker, reactor, xmpp.resource_check, presence.roster_timeout)
-        self.handlers = [self.privileges, self.rosterReader, self.checker]
-        self.rosters = RosterCache(self.rosterReader.subscribers, reactor, presence.roster_ttl)
-        link.listeners.append(lambda connected: connected or self.rosters.clear())
-        self.policy = AccessPolicy(presence.public, self.rosters)
-
-    def apply(self, settings: Settings) -> None:
-        """
-        Use new settings from now on (a changed link is reconnected apart).
-        """
-        self.policy.public = settings.presence.public
-        self.rosters.ttl = settings.presence.roster_ttl
-        self.rosters.clear()
-        self.rosterReader.timeout = settings.presence.roster_timeout
-        self.privileges.serverDomain = settings.xmpp.domain
-        self.checker.setInterval(settings.xmpp.resource_check)
-
-
-class ClientMode:
-    """
-    The XMPP side as an ordinary account: users consent by adding it, and
-    those are served.
-
-    @ivar handlers: what the link needs besides the presence feed.
-    @ivar policy: who may be seen: the consenting contacts.
-    @ivar tracks: whose presence the feed tracks: the consenting contacts'.
-    """
-
-    def __init__(self, settings: Settings, reactor, tracker: PresenceTracker, link: LinkMonitor) -> None:
-        self.connection = ClientConnection(reactor, settings.xmpp)
-        self.contacts = ContactRoster(settings.xmpp.servedDomains, tracker, settings.xmpp.max_contacts)
-        self.handlers = [self.contacts, ConsentKeeper(self.contacts, reactor)]
-        self.policy = self.contacts
-        self.tracks = self.contacts.isContact
-
-    def apply(self, settings: Settings) -> None:
-        """
-        Use new settings from now on (a changed link is reconnected apart).
-        """
-        self.contacts.allowDomains = settings.xmpp.servedDomains
-        self.contacts.maxContacts = settings.xmpp.max_contacts
 
 
 def _follow(d: defer.Deferred) -> defer.Deferred:

@@ -391,7 +391,6 @@ class AccessLog:
     """
 
     def __init__(self, target: str, clock: IReactorTime) -> None:
-        self.target = target
         self._file: IO[str] = (
             sys.__stdout__ if target == "stdout"
             else open(target, "a", buffering=64 * 1024, encoding="utf-8", newline="\n", opener=_ownerAndGroupOnly)

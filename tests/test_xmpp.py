@@ -1,5 +1,6 @@
 """
-Tests for L{presenced.xmpp}: the component's handlers, fed real XML over
+Tests for the XMPP side in component mode (L{presenced.link},
+L{presenced.feed}, L{presenced.component}): the handlers, fed real XML over
 an in-memory stream.
 """
 
@@ -17,10 +18,9 @@ from twisted.words.protocols.jabber.component import ConnectComponentAuthenticat
 from presenced.config import XMPPSettings
 from presenced.presence import OFFLINE, PresenceTracker, State
 from presenced.streamparser import NamespaceSafeElementStream
-from presenced.xmpp import (
-    ComponentConnection, LinkMonitor, LinkStreamFactory, PresenceFeed,
-    PrivilegeListener, RosterReader, RosterUnavailable,
-)
+from presenced.component import ComponentConnection, PrivilegeListener, RosterReader, RosterUnavailable
+from presenced.feed import PresenceFeed
+from presenced.link import LinkMonitor, LinkStreamFactory
 
 DOMAIN = "example.test"
 COMPONENT = "presence.example.test"
@@ -529,7 +529,7 @@ def test_resourceCheck(link, answer, online):
     Online resources are pinged every interval; one the server says is
     gone is shown offline, any other answer or none leaves it online.
     """
-    from presenced.xmpp import ResourceChecker
+    from presenced.component import ResourceChecker
 
     checker = ResourceChecker(link.tracker, link.clock, interval=60, timeout=5)
     checker.setHandlerParent(link.connection)
@@ -549,7 +549,7 @@ def test_resourceCheckStopsWithLink(link):
     """
     No pings are sent while the link is down.
     """
-    from presenced.xmpp import ResourceChecker
+    from presenced.component import ResourceChecker
 
     checker = ResourceChecker(link.tracker, link.clock, interval=60, timeout=5)
     checker.setHandlerParent(link.connection)
@@ -563,7 +563,7 @@ def test_forgedPingErrorIgnored(link):
     id, leaves the resource online; the resource's own error takes it
     offline.
     """
-    from presenced.xmpp import ResourceChecker
+    from presenced.component import ResourceChecker
 
     ResourceChecker(link.tracker, link.clock, interval=60, timeout=5).setHandlerParent(link.connection)
     link.receive(f"<presence from='alice@{DOMAIN}/desk'/>")

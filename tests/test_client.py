@@ -1,5 +1,5 @@
 """
-Tests for L{presenced.xmppclient}: client-mode login choices and consent.
+Tests for L{presenced.client}: client-mode login choices and consent.
 """
 
 from types import SimpleNamespace
@@ -16,7 +16,7 @@ from wokkel.test.helpers import XmlStreamStub
 from zope.interface import directlyProvides
 
 from presenced.presence import OFFLINE, PresenceTracker, State
-from presenced.xmppclient import AccountAuthenticator, ConsentKeeper, ContactRoster, _SafeSASLInitializer
+from presenced.client import AccountAuthenticator, ConsentKeeper, ContactRoster, _SafeSASLInitializer
 
 
 def initializer(tls: str, offered: list[str], encrypted: bool) -> _SafeSASLInitializer:
@@ -302,7 +302,7 @@ def test_scramExchange():
     The SCRAM mechanism completes an exchange with a real SCRAM server and
     checks the server's final message.
     """
-    from presenced.xmppclient import Scram
+    from presenced.client import Scram
 
     server = scramServer()
     client = Scram("SCRAM-SHA-256", "bot", "pw")
@@ -318,7 +318,7 @@ def test_scramServerMustProveThePassword():
     """
     import base64
 
-    from presenced.xmppclient import Scram
+    from presenced.client import Scram
 
     init = initializer("required", ["SCRAM-SHA-256"], encrypted=True)
     init.setMechanism()

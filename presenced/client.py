@@ -28,10 +28,10 @@ from twisted.words.protocols.jabber.jid import InvalidFormat, JID
 from wokkel.xmppim import XPATH_ROSTER_SET, PresenceClientProtocol, RosterClientProtocol, RosterItem
 from zope.interface import implementer
 
-from presenced.config import XMPPSettings, caCertificates
+from presenced.config import Settings, XMPPSettings, caCertificates
 from presenced.presence import PresenceTracker
 from presenced.ratelimit import RateLimitedLog
-from presenced.xmpp import LinkService
+from presenced.link import LinkMonitor, LinkService
 
 
 @implementer(sasl_mechanisms.ISASLMechanism)
@@ -313,3 +313,28 @@ class ConsentKeeper(PresenceClientProtocol):
     def unsubscribeReceived(self, entity: JID) -> None:
         self.unsubscribed(entity)
         self.unsubscribe(entity.userhostJID())
+
+
+class ClientMode:
+    """
+    The XMPP side as an ordinary account: users consent by adding it, and
+    those are served.
+
+    @ivar handlers: what the link needs besides the presence feed.
+    @ivar policy: who may be seen: the consenting contacts.
+    @ivar tracks: whose presence the feed tracks: the consenting contacts'.
+    """
+
+    def __init__(self, settings: Settings, reactor, tracker: PresenceTracker, link: LinkMonitor) -> None:
+        self.connection = ClientConnection(reactor, settings.xmpp)
+        self.contacts = ContactRoster(settings.xmpp.servedDomains, tracker, settings.xmpp.max_contacts)
+        self.handlers = [self.contacts, ConsentKeeper(self.contacts, reactor)]
+        self.policy = self.contacts
+        self.tracks = self.contacts.isContact
+
+    def apply(self, settings: Settings) -> None:
+        """
+        Use new settings from now on (a changed link is reconnected apart).
+        """
+        self.contacts.allowDomains = settings.xmpp.servedDomains
+        self.contacts.maxContacts = settings.xmpp.max_contacts

@@ -1,0 +1,132 @@
+"""
+Ingestion: presence stanzas from the server into the presence model.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from twisted.internet.interfaces import IReactorTime
+from twisted.words.xish import domish
+from wokkel.subprotocols import XMPPHandler
+
+from presenced.answers import NS_XML, stanzaXML
+from presenced.presence import PresenceTracker, ResourcePresence, stateFromShow
+
+#: Longest status text kept; longer ones are cut.
+MAX_STATUS = 1024
+
+
+def _serverStampedSender(text: str | None, domains: frozenset[str]) -> tuple[str, str | None] | None:
+    """
+    Split the C{from} of a presence the server forwards into the user's
+    bare JID and resource, if it is a user of one of C{domains}.
+
+    The server stamps C{from} with the sender's normalised JID (RFC 6120,
+    8.1.2.1), so it is compared as it is, without redoing stringprep; a
+    sender that is not exactly C{user@domain[/resource]} is not a user of
+    a served domain.
+    """
+    if not text:
+        return None
+    bare, slash, resource = text.partition("/")
+    user, at, host = bare.partition("@")
+    if not at or not user or host not in domains or len(bare) > 2048 or len(resource) > 1023:
+        return None
+    if slash and not resource:
+        return None
+    return bare, resource or None
+
+
+def _presenceFields(element: domish.Element) -> tuple[str | None, str | None, int]:
+    """
+    The C{<show/>}, status text and priority of a presence, read in one
+    pass over its children.
+
+    The status text is the one without C{xml:lang}, else the first one,
+    cut to L{MAX_STATUS}; an unparseable priority is 0, and priorities are
+    held to -128..127.
+    """
+    show = priority = plainStatus = firstStatus = None
+    for child in element.children:
+        if not isinstance(child, domish.Element) or child.uri != element.uri:
+            continue
+        name = child.name
+        if name == "status":
+            if (NS_XML, "lang") not in child.attributes:
+                if plainStatus is None:
+                    plainStatus = str(child)
+            elif firstStatus is None:
+                firstStatus = str(child)
+        elif name == "show":
+            if show is None:
+                show = str(child)
+        elif name == "priority" and priority is None:
+            priority = str(child)
+    status = (plainStatus if plainStatus is not None else firstStatus or "").strip()[:MAX_STATUS] or None
+    return show, status, _priority(priority)
+
+
+def _priority(text: str | None) -> int:
+    try:
+        value = int(text.strip()) if text is not None else 0
+    except ValueError:
+        return 0
+    return max(-128, min(127, value))
+
+
+class PresenceFeed(XMPPHandler):
+    """
+    Feeds every presence of the served domains' users into the model, or
+    of those users that C{tracks} accepts.
+
+    Presence from other domains, from the bare domain, with an unparseable
+    sender, or of types other than available and unavailable is ignored.
+    When the link is lost, the model is cleared: presence is no longer
+    known.
+
+    @ivar tracks: whether to track a user (a normalised bare JID) of a
+        served domain; C{None} tracks all of them.
+    """
+
+    def __init__(self, tracker: PresenceTracker, domains: frozenset[str], clock: IReactorTime,
+                 tracks: Callable[[str], bool] | None = None) -> None:
+        super().__init__()
+        self.tracker = tracker
+        self.domains = domains
+        self.clock = clock
+        self.tracks = tracks
+
+    def connectionInitialized(self) -> None:
+        self.xmlstream.addObserver("/presence", self.onPresence)
+
+    def connectionLost(self, reason) -> None:
+        self.tracker.clear()
+
+    def onPresence(self, element: domish.Element) -> None:
+        """
+        Record one presence stanza.
+        """
+        sender = _serverStampedSender(element.getAttribute("from"), self.domains)
+        if sender is None:
+            return
+        user, resource = sender
+        if self.tracks is not None and not self.tracks(user):
+            return
+        kind = element.getAttribute("type")
+        if kind == "unavailable":
+            self.tracker.unavailable(user, resource, _presenceFields(element)[1])
+        elif kind is None and resource is not None:
+            self.tracker.available(user, self._resourcePresence(element, resource))
+
+    def _resourcePresence(self, element: domish.Element, resource: str) -> ResourcePresence:
+        element.attributes.pop("to", None)
+        show, status, priority = _presenceFields(element)
+        return ResourcePresence(
+            resource=resource,
+            state=stateFromShow(show),
+            status=status,
+            priority=priority,
+            received=self.clock.seconds(),
+            stanza=stanzaXML(element),
+        )
