@@ -332,7 +332,7 @@ class ClientMode:
         self.policy = self.contacts
         self.tracks = self.contacts.isContact
 
-    def apply(self, settings: Settings) -> None:
+    def reconfig(self, settings: Settings) -> None:
         """
         Use new settings from now on (a changed link is reconnected apart).
         """

@@ -260,7 +260,7 @@ class ComponentMode:
         link.listeners.append(lambda connected: connected or self.rosters.clear())
         self.policy = AccessPolicy(presence.public, self.rosters)
 
-    def apply(self, settings: Settings) -> None:
+    def reconfig(self, settings: Settings) -> None:
         """
         Use new settings from now on (a changed link is reconnected apart).
         """

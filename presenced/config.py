@@ -180,6 +180,13 @@ class ConfigError(Exception):
         self.problems = problems
 
 
+class ReloadRefused(Exception):
+    """
+    Valid settings cannot be applied while presenced runs, and nothing was
+    changed; the message says why.
+    """
+
+
 _MISSING = object()
 
 

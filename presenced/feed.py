@@ -11,6 +11,7 @@ from twisted.words.xish import domish
 from wokkel.subprotocols import XMPPHandler
 
 from presenced.answers import NS_XML, stanzaXML
+from presenced.config import Settings
 from presenced.presence import PresenceTracker, ResourcePresence, stateFromShow
 
 #: Longest status text kept; longer ones are cut.
@@ -96,6 +97,12 @@ class PresenceFeed(XMPPHandler):
         self.domains = domains
         self.clock = clock
         self.tracks = tracks
+
+    def reconfig(self, settings: Settings) -> None:
+        """
+        Track the users of the served domains of new settings from now on.
+        """
+        self.domains = settings.xmpp.servedDomains
 
     def connectionInitialized(self) -> None:
         self.xmlstream.addObserver("/presence", self.onPresence)

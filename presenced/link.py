@@ -30,14 +30,16 @@ from presenced.streamparser import LinkXmlStream
 
 class LinkMonitor(XMPPHandler):
     """
-    Knows whether the link to the server is up, and tells listeners when
-    that changes.
+    Knows whether the link to the server is up, the one place that does,
+    and tells listeners when that changes.
 
     @ivar connected: whether the stream is authenticated.
     @ivar since: when C{connected} last changed (reactor seconds), or
         C{None} before the first change.
     @ivar listeners: callables called with the new value of C{connected}.
     """
+
+    log = Logger()
 
     def __init__(self, clock: IReactorTime) -> None:
         super().__init__()
@@ -50,6 +52,8 @@ class LinkMonitor(XMPPHandler):
         self._change(True)
 
     def connectionLost(self, reason) -> None:
+        if self.connected:
+            self.log.warn("Lost the link to the XMPP server; presence is unknown until it is back")
         self._change(False)
 
     def _change(self, connected: bool) -> None:
@@ -185,9 +189,8 @@ class LinkService(ReplyCheckingStreamManager, service.Service):
     reconnected by its L{LinkStreamFactory}.
 
     Subclasses say how to authenticate (L{authenticatorFor}) and may say
-    how to connect (L{_connect}).
-
-    @ivar authenticated: whether the link is up and authenticated.
+    how to connect (L{_connect}).  Whether the link is up is known to the
+    L{LinkMonitor} among its handlers.
     """
 
     log = Logger()
@@ -195,7 +198,6 @@ class LinkService(ReplyCheckingStreamManager, service.Service):
     def __init__(self, reactor, settings: XMPPSettings) -> None:
         ReplyCheckingStreamManager.__init__(self, LinkStreamFactory(self.authenticatorFor(settings), reactor), reactor)
         self.settings = settings
-        self.authenticated = False
         self._connector = None
 
     @staticmethod
@@ -225,13 +227,18 @@ class LinkService(ReplyCheckingStreamManager, service.Service):
         return self._reactor.connectTCP(self.settings.host, self.settings.port, self.factory,
                                         timeout=self.factory.handshakeTimeout)
 
-    def reconnect(self, settings: XMPPSettings) -> defer.Deferred[None]:
+    def reconnect(self, settings: XMPPSettings,
+                  authenticator: xmlstream.ConnectAuthenticator | None = None) -> defer.Deferred[None]:
         """
         Drop the current link, and connect again with new settings once it
         is closed.
 
+        @param authenticator: the one L{authenticatorFor} gives for
+            C{settings}, if already made.
         @return: fires when the new connection attempt has started.
         """
+        if authenticator is None:
+            authenticator = self.authenticatorFor(settings)
         closed: defer.Deferred[None] = defer.Deferred()
         if self.xmlstream is not None:
             self.xmlstream.addOnetimeObserver(xmlstream.STREAM_END_EVENT, lambda _: closed.callback(None))
@@ -241,7 +248,7 @@ class LinkService(ReplyCheckingStreamManager, service.Service):
         if self._connector is not None:
             self._connector.disconnect()
         self.settings = settings
-        self.factory.setAuthenticator(self.authenticatorFor(settings))
+        self.factory.setAuthenticator(authenticator)
 
         def connectAgain(_):
             self.factory.resetDelay()
@@ -250,16 +257,9 @@ class LinkService(ReplyCheckingStreamManager, service.Service):
         return closed.addCallback(connectAgain)
 
     def _authd(self, xs) -> None:
-        self.authenticated = True
         account = getattr(xs.authenticator, "jid", None) or xs.thisEntity
         self.log.info("Connected to the XMPP server as {jid}", jid=account.full())
         super()._authd(xs)
-
-    def _disconnected(self, reason) -> None:
-        if self.authenticated:
-            self.log.warn("Lost the link to the XMPP server; presence is unknown until it is back")
-        self.authenticated = False
-        super()._disconnected(reason)
 
     def initializationFailed(self, reason) -> None:
         """

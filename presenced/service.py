@@ -1,47 +1,59 @@
 """
-The daemon's service tree: the XMPP link feeding the presence model, and
-the HTTP listeners serving it; and reloading its settings.
+The daemon's top service: the XMPP link feeding the presence model and
+the HTTP listeners serving it, built from one settings object; and
+reloading the settings on SIGHUP.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import signal
-from datetime import datetime, timezone
 
-from twisted.application import strports
 from twisted.application.service import MultiService
 from twisted.internet import defer
 from twisted.logger import Logger
 
-from presenced import __version__
 from presenced.answers import AnswerRenderer, loadImages
-from presenced.config import ConfigError, PresenceSettings, Settings, load
-from presenced.presence import PresenceTracker
-from presenced.sign import RequesterCheck
-from presenced.tls import RenewableTLS, isTLS, readTLSOptions
-from presenced.web import AccessLog, HealthResource, StatusResource, buildSite
 from presenced.client import ClientMode
 from presenced.component import ComponentMode
+from presenced.config import ConfigError, ReloadRefused, Settings, load
 from presenced.feed import PresenceFeed
 from presenced.link import LinkMonitor
+from presenced.listeners import Listeners
+from presenced.presence import PresenceTracker
+from presenced.sign import RequesterCheck
+from presenced.web import AccessLog, HealthReport, HealthResource, StatusResource, buildSite
 
 
 class PresenceService(MultiService):
     """
     presenced as one service: XMPP → presence model → HTTP.
 
-    Its children are named C{xmpp} (the link to the server) and C{http} (the
-    listeners).  L{reload} re-reads the settings file at C{configPath};
-    with C{reloadOnHangup}, SIGHUP does that, from the moment the service
-    is built: one that arrives before the service has started (while
-    twistd binds its ports and drops privileges) is applied once it has,
-    and one after it has stopped is ignored.
+    Its children are named C{xmpp} (the link to the server) and C{http}
+    (the listeners, L{Listeners}).  L{reload} re-reads the settings file at
+    C{configPath}; with C{reloadOnHangup}, SIGHUP does that, from the
+    moment the service is built: one that arrives before the service has
+    started (while twistd binds its ports and drops privileges) is applied
+    once it has, and one after it has stopped is ignored.
+
+    A reload works as buildbot's does: the whole file is loaded and
+    checked first, with everything it names (icons, access log, TLS
+    certificates, the link's credentials), and nothing changes if any of
+    it is wrong or cannot change while presenced runs.  Then each part is
+    handed the new settings in this order: the listeners (the one step
+    that can still fail, by not binding a new port; it then undoes itself,
+    so it goes first), the site and its resources, the presence feed, the
+    mode (access and the mode's handlers), and last the link, which
+    reconnects if its settings changed.
 
     @ivar settings: the settings in force.
     @ivar tracker: the presence model.
     @ivar link: whether the XMPP link is up.
+    @ivar mode: the component or client mode.
+    @ivar connection: the link service.
     @ivar site: the HTTP site.
+    @ivar listeners: its listening ports.
+    @ivar health: the health summary.
     """
 
     log = Logger()
@@ -69,47 +81,21 @@ class PresenceService(MultiService):
             handler.setHandlerParent(self.connection)
 
         renderer = AnswerRenderer(loadImages(settings.http.images), presence.labels)
-        self.status = StatusResource(self.tracker, self.mode.policy, renderer, xmpp.servedDomains,
-                                     _requesterCheck(presence, reactor))
-        self.healthResource = HealthResource(self.health)
-        self.healthResource.detailsFrom = settings.http.health_details_from
-        self.site = buildSite(self.status, self.healthResource, reactor)
+        status = StatusResource(self.tracker, self.mode.policy, renderer, xmpp.servedDomains,
+                                RequesterCheck.fromSettings(presence, reactor))
+        status.redirectHosts = settings.http.redirect_hosts
+        self.health = HealthReport(self.link, self.tracker)
+        health = HealthResource(self.health)
+        health.detailsFrom = settings.http.health_details_from
+        self.site = buildSite(status, health, reactor)
         self.site.logFormatter.trusted = settings.http.trusted_proxies
-        self.status.redirectHosts = settings.http.redirect_hosts
-
-        self.http = MultiService()
-        self.http.setName("http")
-        self.http.setServiceParent(self)
-        self.listeners = {}
-        self.tls: dict[str, RenewableTLS] = {}
-        for description in settings.http.listen:
-            self.listeners[description] = self._listener(description)
-            self.listeners[description].setServiceParent(self.http)
+        self.listeners = Listeners(self.site, reactor, settings.http.listen)
+        self.listeners.setServiceParent(self)
         if reloadOnHangup:
             signal.signal(signal.SIGHUP, self._hangup)
 
-    def _listener(self, description: str):
-        if not isTLS(description):
-            return strports.service(description, self.site, reactor=self.reactor)
-        tls = RenewableTLS()
-        listener = strports.service(description, self.site, reactor=tls.listeningWith(self.reactor))
-        self.tls[description] = tls
-        return listener
-
     def _openAccessLog(self, target: str) -> AccessLog | None:
         return None if target == "off" else AccessLog(target, self.reactor)
-
-    def health(self) -> tuple[bool, dict]:
-        """
-        Whether presence is known, and a summary for monitoring.
-        """
-        since = self.link.since
-        return self.link.connected, {
-            "xmpp": "connected" if self.link.connected else "disconnected",
-            "since": None if since is None else datetime.fromtimestamp(since, timezone.utc).isoformat(),
-            "users_online": self.tracker.onlineCount(),
-            "version": __version__,
-        }
 
     def startService(self) -> None:
         """
@@ -146,18 +132,24 @@ class PresenceService(MultiService):
         Re-read the settings file and apply what changed.
 
         Reloads never overlap: asked for during a reload, one more reload
-        runs after it (however often it was asked for).
+        runs after it (however often it was asked for).  Every reload ends
+        with a log line saying how it went.
 
         @return: fires with whether new settings were applied (C{False}
             when the file had errors or the change could not be made).
         """
         if self._reloading is None:
             reloading = self._reloading = defer.ensureDeferred(self._reloadOnce())
+            reloading.addErrback(self._reloadFailed)
             reloading.addBoth(self._reloaded)
             return _follow(reloading)
         if self._reloadAgain is None:
             self._reloadAgain = defer.Deferred()
         return _follow(self._reloadAgain)
+
+    def _reloadFailed(self, failure) -> bool:
+        self.log.failure("Reload failed", failure)
+        return False
 
     def _reloaded(self, result):
         self._reloading = None
@@ -170,82 +162,70 @@ class PresenceService(MultiService):
         self.log.info("Reloading the settings from {path}", path=self.configPath)
         try:
             new = load(self.configPath)
-            images = loadImages(new.http.images)
-            accessLog = self._openAccessLog(new.http.access_log)
         except ConfigError as e:
             for problem in e.problems:
                 self.log.error("{problem}", problem=problem)
             self.log.error("Reload aborted: the configuration has errors; nothing was changed")
             return False
-        except OSError as e:
-            self.log.error("Reload aborted: {why}; nothing was changed", why=e)
-            return False
-        old = self.settings
-
-        def abort(reason: str, **fields) -> bool:
+        old, accessLog = self.settings, None
+        try:
+            images, certificates, authenticator = self._prepare(old, new)
+            # The access log file is reopened on every reload, for log rotation.
+            accessLog = self._openAccessLog(new.http.access_log)
+            await self.listeners.reconfig(new, certificates)
+        except (ReloadRefused, OSError) as e:
             if accessLog is not None:
                 accessLog.close()
-            self.log.error(reason, **fields)
+            self.log.error("Reload aborted: {why}; nothing was changed", why=e)
+            return False
+        except Exception:
+            if accessLog is not None:
+                accessLog.close()
+            self.log.failure("Reload aborted: the new settings could not be read; nothing was changed")
             return False
 
-        try:
-            # Certificates are read again on every reload, for renewals.
-            renewed = {d: readTLSOptions(d) for d in self.tls if d in new.http.listen}
-        except Exception as e:
-            return abort("Reload aborted: cannot read a TLS certificate ({why}); nothing was changed", why=e)
-        if new.xmpp.mode != old.xmpp.mode:
-            return abort("Reload aborted: [xmpp] mode cannot change while presenced runs; "
-                         "restart it instead. Nothing was changed")
-        changes = _differences(old, new)
-        if changes:
-            try:
-                await self._rebind(new.http.listen)
-            except Exception as e:
-                return abort("Reload aborted: cannot listen ({why}); nothing was changed", why=e)
-
-        # The access log file is reopened on every reload, for log rotation.
         self.site.setAccessLog(accessLog)
-        for description, options in renewed.items():
-            self.tls[description].options = options
-            self.log.info("Certificate of {description} read again", description=description)
+        changes = _differences(old, new)
         if not changes:
             self.log.info("Reload done: nothing changed")
             return True
-        self.mode.apply(new)
-        self.status.renderer = AnswerRenderer(images, new.presence.labels)
-        self.status.requesters = _requesterCheck(new.presence, self.reactor)
-        self.status.domains = self.feed.domains = new.xmpp.servedDomains
-        self.site.logFormatter.trusted = new.http.trusted_proxies
-        self.status.redirectHosts = new.http.redirect_hosts
-        self.healthResource.detailsFrom = new.http.health_details_from
-        self.settings = new
-        if new.xmpp != old.xmpp:
-            await self.connection.reconnect(new.xmpp)
+        try:
+            self.site.reconfig(new, images)
+            self.feed.reconfig(new)
+            self.mode.reconfig(new)
+            self.settings = new
+            if new.xmpp != old.xmpp:
+                await self.connection.reconnect(new.xmpp, authenticator)
+        except Exception:
+            self.log.failure("Reload failed while applying the new settings; what was applied stays, "
+                             "restart presenced to be sure of the rest")
+            return False
         self.log.info("Reload done; changed: {changes}", changes=", ".join(changes))
         return True
 
-    async def _rebind(self, listen: tuple[str, ...]) -> None:
+    def _prepare(self, old: Settings, new: Settings):
         """
-        Listen on the new endpoints, then stop listening on the old ones.
+        What the new settings name, read and checked before anything
+        changes: the icons, the certificates of kept TLS listeners, and the
+        link's authenticator when the link's settings changed.
 
-        If any new endpoint cannot listen, the other new ones are closed
-        again and the old ones are kept.
+        @raise ReloadRefused: something cannot be used or cannot change at
+            runtime.
         """
-        started = {}
+        if new.xmpp.mode != old.xmpp.mode:
+            raise ReloadRefused("[xmpp] mode cannot change while presenced runs; restart it instead")
         try:
-            for description in listen:
-                if description not in self.listeners:
-                    started[description] = self._listener(description)
-                    started[description].setServiceParent(self.http)
-        except Exception:
-            for description, listener in started.items():
-                await listener.disownServiceParent()
-                self.tls.pop(description, None)
-            raise
-        for description in [d for d in self.listeners if d not in listen]:
-            await self.listeners.pop(description).disownServiceParent()
-            self.tls.pop(description, None)
-        self.listeners.update(started)
+            images = loadImages(new.http.images)
+        except OSError as e:
+            raise ReloadRefused(f"cannot read the icons ({e})") from None
+        certificates = self.listeners.readCertificates(new)
+        authenticator = None
+        if new.xmpp != old.xmpp:
+            try:
+                authenticator = self.connection.authenticatorFor(new.xmpp)
+            except Exception as e:
+                raise ReloadRefused(f"cannot use the new [xmpp] settings ({e})") from None
+        return images, certificates, authenticator
 
 
 def _follow(d: defer.Deferred) -> defer.Deferred:
@@ -260,10 +240,6 @@ def _follow(d: defer.Deferred) -> defer.Deferred:
 
     d.addCallback(passOn)
     return follower
-
-
-def _requesterCheck(presence: PresenceSettings, clock) -> RequesterCheck:
-    return RequesterCheck(presence.requester_keys, presence.require_signature, clock)
 
 
 def _differences(old: Settings, new: Settings) -> list[str]:

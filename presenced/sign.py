@@ -108,6 +108,13 @@ class RequesterCheck:
         self.required = required
         self.clock = clock
 
+    @classmethod
+    def fromSettings(cls, presence, clock: IReactorTime) -> RequesterCheck:
+        """
+        The check that C{[presence]} settings ask for.
+        """
+        return cls(presence.requester_keys, presence.require_signature, clock)
+
     def proven(self, user: str, requester: str | None, expires: str | None,
                signed: str | None) -> str | None | Unproven:
         """

@@ -12,10 +12,11 @@ from __future__ import annotations
 import json
 import os
 import sys
+from datetime import datetime, timezone
 from functools import lru_cache
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_address
 from types import MappingProxyType
-from typing import IO, Callable, Mapping, NamedTuple
+from typing import IO, Callable, Mapping, NamedTuple, Protocol
 from urllib.parse import unquote_to_bytes
 
 import hyperlink
@@ -23,8 +24,9 @@ from twisted.internet import address, task
 from twisted.internet.interfaces import IReactorTime
 from twisted.web import pages, resource, server
 
-from presenced import jids
+from presenced import __version__, jids
 from presenced.access import ViewPolicy
+from presenced.config import Settings
 from presenced.answers import JSON, NO_CACHE, TEXT, AnswerRenderer, Body
 from presenced.presence import PresenceTracker, Shown, State
 from presenced.sign import UNPROVEN, RequesterCheck
@@ -202,6 +204,15 @@ class StatusResource(resource.Resource):
         self.domains = domains
         self.requesters = requesters
 
+    def reconfig(self, settings: Settings, images: dict[State, Body]) -> None:
+        """
+        Answer with new settings, and the icons they name, from now on.
+        """
+        self.renderer = AnswerRenderer(images, settings.presence.labels)
+        self.domains = settings.xmpp.servedDomains
+        self.requesters = RequesterCheck.fromSettings(settings.presence, self.requesters.clock)
+        self.redirectHosts = settings.http.redirect_hosts
+
     def render_GET(self, request: server.Request) -> bytes | int:
         try:
             query = parseQuery(request.args, self.domains, self.redirectHosts)
@@ -347,6 +358,35 @@ class PresenceRequest(server.Request):
         return body
 
 
+class LinkState(Protocol):
+    """
+    Whether the XMPP link is up, and since when.
+    """
+
+    connected: bool
+    since: float | None
+
+
+class HealthReport:
+    """
+    Whether presence is known, and a summary for monitoring: what
+    L{HealthResource} answers.
+    """
+
+    def __init__(self, link: LinkState, tracker: PresenceTracker) -> None:
+        self.link = link
+        self.tracker = tracker
+
+    def __call__(self) -> tuple[bool, dict]:
+        since = self.link.since
+        return self.link.connected, {
+            "xmpp": "connected" if self.link.connected else "disconnected",
+            "since": None if since is None else datetime.fromtimestamp(since, timezone.utc).isoformat(),
+            "users_online": self.tracker.onlineCount(),
+            "version": __version__,
+        }
+
+
 class HealthResource(resource.Resource):
     """
     C{/plugins/presence/health}: whether presence is known.
@@ -370,6 +410,12 @@ class HealthResource(resource.Resource):
         super().__init__()
         self.report = report
         self.clients = ClientAddressFormatter()
+
+    def reconfig(self, settings: Settings) -> None:
+        """
+        Show the details to the networks of new settings from now on.
+        """
+        self.detailsFrom = settings.http.health_details_from
 
     def render_GET(self, request: server.Request) -> bytes:
         healthy, body = self.report()
@@ -542,16 +588,29 @@ _rememberedLogField = lru_cache(maxsize=4096)(_escapeLogField)
 class PresenceSite(server.Site):
     """
     The HTTP site: presence answers, health, and the access log.
+
+    @ivar status: the status resource.
+    @ivar health: the health resource.
     """
 
     noisy = False
     displayTracebacks = False
     requestFactory = PresenceRequest
 
-    def __init__(self, root: resource.IResource, reactor) -> None:
+    def __init__(self, root: resource.IResource, status: StatusResource, health: HealthResource, reactor) -> None:
         self.logFormatter = ClientAddressFormatter()
         super().__init__(root, reactor=reactor, logFormatter=self.logFormatter)
+        self.status = status
+        self.health = health
         self.accessLog: AccessLog | None = None
+
+    def reconfig(self, settings: Settings, images: dict[State, Body]) -> None:
+        """
+        Serve with new settings, and the icons they name, from now on.
+        """
+        self.logFormatter.trusted = settings.http.trusted_proxies
+        self.status.reconfig(settings, images)
+        self.health.reconfig(settings)
 
     def setAccessLog(self, accessLog: AccessLog | None) -> None:
         """
@@ -591,6 +650,6 @@ def buildSite(status: StatusResource, health: HealthResource, reactor) -> Presen
     plugins.putChild(b"presence", presence)
     presence.putChild(b"status", status)
     presence.putChild(b"health", health)
-    site = PresenceSite(root, reactor)
+    site = PresenceSite(root, status, health, reactor)
     health.clients = site.logFormatter
     return site

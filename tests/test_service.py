@@ -14,7 +14,7 @@ from twisted.internet.error import CannotListenError
 from twisted.internet.interfaces import IOpenSSLServerConnectionCreator
 from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.testing import MemoryReactorClock, StringTransport, _FakePort
-from twisted.logger import LogLevel, capturedLogs
+from twisted.logger import LogLevel, capturedLogs, formatEvent
 from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.python.failure import Failure
 
@@ -200,7 +200,7 @@ def test_changedListenRebindsNewFirst(daemon):
     """
     assert daemon.reload(http__listen="tcp:8082:interface=127.0.0.1 tcp:8083:interface=127.0.0.1") == [True]
     assert daemon.reactor.events == [("listen", 8081), ("listen", 8082), ("listen", 8083), ("close", 8081)]
-    assert set(daemon.service.listeners) == {"tcp:8082:interface=127.0.0.1", "tcp:8083:interface=127.0.0.1"}
+    assert set(daemon.service.listeners.listen) == {"tcp:8082:interface=127.0.0.1", "tcp:8083:interface=127.0.0.1"}
 
 
 def test_bindFailureKeepsOldListeners(daemon):
@@ -214,9 +214,9 @@ def test_bindFailureKeepsOldListeners(daemon):
         assert daemon.reload(http__listen="tcp:8082:interface=127.0.0.1 tcp:8083:interface=127.0.0.1",
                              presence__public="false") == [False]
     assert daemon.reactor.events == [("listen", 8081), ("listen", 8082), ("close", 8082)]
-    assert list(daemon.service.listeners) == ["tcp:8081:interface=127.0.0.1"]
+    assert list(daemon.service.listeners.listen) == ["tcp:8081:interface=127.0.0.1"]
     assert daemon.service.settings is before and daemon.service.mode.policy.public is True
-    assert any("Reload aborted: cannot listen" in e["log_format"] for e in events)
+    assert any("Reload aborted: cannot listen" in formatEvent(e) for e in events)
 
 
 def test_changedXMPPSettingsReconnect(daemon):
@@ -234,6 +234,41 @@ def test_changedXMPPSettingsReconnect(daemon):
     assert (host, port) == ("127.0.0.2", 5348)
     assert factory.authenticator.password == "s2"
     assert not daemon.service.link.connected
+
+
+def test_reloadFailingAfterValidationEndsLogged(daemon, monkeypatch):
+    """
+    A reload whose valid settings fail to apply still ends, with a log line
+    saying it failed, and the settings in force stay the old ones.
+    """
+    def broken(settings):
+        raise RuntimeError("cannot apply")
+
+    monkeypatch.setattr(daemon.service.mode, "reconfig", broken)
+    before = daemon.service.settings
+    with capturedLogs() as events:
+        assert daemon.reload(presence__roster_ttl="5") == [False]
+    assert daemon.service.settings is before
+    [failure] = [e for e in events if "log_failure" in e]
+    assert "Reload failed" in formatEvent(failure) and failure["log_failure"].check(RuntimeError)
+
+
+def test_linkSettingsThatCannotBeUsedAbortTheReload(daemon, monkeypatch):
+    """
+    New link settings that the link cannot use (its credentials cannot be
+    made) abort the reload before anything changes: the link stays up.
+    """
+    daemon.connectXMPP()
+
+    def unusable(settings):
+        raise OSError("cannot read the CA file")
+
+    monkeypatch.setattr(daemon.service.connection, "authenticatorFor", unusable)
+    with capturedLogs() as events:
+        assert daemon.reload(xmpp__secret="s2", presence__public="false") == [False]
+    assert daemon.service.link.connected and daemon.service.mode.policy.public is True
+    assert len(daemon.reactor.tcpClients) == 1
+    assert any("Reload aborted: cannot use the new [xmpp] settings" in formatEvent(e) for e in events)
 
 
 def test_hangupDuringReloadRunsOneMore(daemon):

@@ -112,7 +112,7 @@ async def test_healthDetailsFollowTheClientNginxSaw(world):
     """
     await world.start(public=True)
     world.service.site.logFormatter.trusted = (ip_network("127.0.0.2"),)
-    health = world.service.healthResource
+    health = world.service.site.health
     nginx = Nginx(world.port)
     try:
         url = f"http://127.0.0.1:{nginx.port}/plugins/presence/health"
