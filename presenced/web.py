@@ -327,8 +327,8 @@ class PresenceRequest(server.Request):
 
     def write(self, data: bytes) -> None:
         if not self.startedWriting:
-            self.responseHeaders.setRawHeaders(b"Server", [SERVER])
-        super().write(data)
+            self.responseHeaders.setRawHeaders(b"Server", (SERVER,))
+        server.Request.write(self, data)
 
     def gotLength(self, length: int | None) -> None:
         super().gotLength(MAX_BODY if length is None else min(length, MAX_BODY))
@@ -345,12 +345,16 @@ class PresenceRequest(server.Request):
             self.write(b"request body too large\n")
             self.finish()
             return
-        self.args = formArguments(self.uri.partition(b"?")[2], self._formBody())
+        if self.method == b"POST" or b";" in self.uri:
+            # Otherwise twisted.web has read them as formArguments does.
+            self.args = formArguments(self.uri.partition(b"?")[2], self._formBody())
         super().process()
 
     def _formBody(self) -> bytes:
+        if self.method != b"POST":
+            return b""
         contentType = self.getHeader(b"content-type")
-        if self.method != b"POST" or contentType is None or contentType.split(b";")[0].strip().lower() != _FORM:
+        if contentType is None or contentType.split(b";")[0].strip().lower() != _FORM:
             return b""
         self.content.seek(0)
         body = self.content.read()
