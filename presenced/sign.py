@@ -35,6 +35,8 @@ from twisted.internet.interfaces import IReactorTime
 MESSAGE_PREFIX = "presenced-requester-v1"
 MIN_KEY_BYTES = 16
 MAX_EXPIRY_DIGITS = 12
+#: The longest validity the signing command gives: ten years.
+MAX_TTL = 10 * 365 * 86400
 
 
 class UnusableKey(Exception):
@@ -49,7 +51,8 @@ def readKey(path: str) -> bytes:
     removed.
 
     @raise UnusableKey: when the file cannot be read, is readable by
-        everyone, or holds fewer than L{MIN_KEY_BYTES} bytes.
+        everyone, writable by anyone but its owner, or holds fewer than
+        L{MIN_KEY_BYTES} bytes.
     """
     try:
         with open(path, "rb") as keyFile:
@@ -59,6 +62,8 @@ def readKey(path: str) -> bytes:
         raise UnusableKey(f"cannot read {path}: {e.strerror}") from None
     if mode & stat.S_IROTH:
         raise UnusableKey(f"{path} is readable by everyone; make it readable by presenced only (chmod o-r)")
+    if mode & (stat.S_IWOTH | stat.S_IWGRP):
+        raise UnusableKey(f"{path} can be changed by others than its owner; chmod go-w")
     if len(key) < MIN_KEY_BYTES:
         raise UnusableKey(f"{path} holds fewer than {MIN_KEY_BYTES} bytes; use a long random key")
     return key
@@ -115,6 +120,19 @@ class RequesterCheck:
         """
         return cls(presence.requester_keys, presence.require_signature, clock)
 
+    def mayProve(self, expires: str | None, signed: str | None) -> bool:
+        """
+        Whether a request with this C{req_exp} and C{req_sig} could prove a
+        requester at all, before the costly steps (preparing the JIDs,
+        computing the signature): it is unsigned where that is allowed, or
+        signed, with keys to check it, and not expired.
+        """
+        if expires is None and signed is None:
+            return not self.required
+        if not (self.keys and expires and signed) or not _isExpiry(expires):
+            return False
+        return int(expires) > self.clock.seconds()
+
     def proven(self, user: str, requester: str | None, expires: str | None,
                signed: str | None) -> str | None | Unproven:
         """
@@ -129,12 +147,10 @@ class RequesterCheck:
         """
         if requester is None:
             return None
+        if not self.mayProve(expires, signed):
+            return UNPROVEN
         if expires is None and signed is None:
-            return UNPROVEN if self.required else requester
-        if not (self.keys and expires and signed) or not _isExpiry(expires):
-            return UNPROVEN
-        if int(expires) <= self.clock.seconds():
-            return UNPROVEN
+            return requester
         given = signed.encode("ascii", "replace")
         for key in self.keys:
             if hmac.compare_digest(signature(key, user, requester, int(expires)).encode("ascii"), given):
@@ -174,8 +190,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("jid", help="the user asked about")
     parser.add_argument("req_jid", help="who asks")
     args = parser.parse_args(argv)
-    if args.ttl <= 0:
-        parser.error("--ttl must be positive (seconds)")
+    if not 0 < args.ttl <= MAX_TTL:
+        parser.error(f"--ttl must be positive (seconds), at most {MAX_TTL}")
     try:
         key = readKey(args.key)
     except UnusableKey as e:
@@ -190,7 +206,9 @@ def main(argv: Sequence[str] | None = None) -> None:
             parser.error(f"{name} must name a user (user@domain)")
         jids.append(f"{local}@{domain}")
     query = signedQuery(key, jids[0], jids[1], int(time.time()) + args.ttl)
-    print(f"{args.url}?{query}" if args.url else query)
+    if args.url:
+        query = args.url + ("&" if "?" in args.url else "?") + query
+    print(query)
 
 
 if __name__ == "__main__":

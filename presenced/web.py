@@ -54,7 +54,9 @@ class StatusQuery(NamedTuple):
     @ivar user: the user asked about, a normalised bare JID (on a domain
         that is not served, with the local part as written unless the
         answer is XML, the only one that shows it).
-    @ivar requester: who asks, a normalised bare JID, if given.
+    @ivar requester: who asks, a normalised bare JID, if given and it
+        could matter: see L{parseQuery}.
+    @ivar namesRequester: whether the request names a requester.
     @ivar kind: C{"image"}, C{"text"} or C{"xml"}.
     @ivar redirects: state to the URL of its custom image.
     @ivar expires: C{req_exp}, until when the requester's signature holds.
@@ -67,6 +69,7 @@ class StatusQuery(NamedTuple):
     redirects: Mapping[State, str] = MappingProxyType({})
     expires: str | None = None
     signature: str | None = None
+    namesRequester: bool = False
 
 
 @lru_cache(maxsize=8192)
@@ -143,33 +146,42 @@ _REDIRECT_PARAMETERS = frozenset({b"images", *_STATE_PARAMETERS})
 
 
 def parseQuery(args: dict[bytes, list[bytes]], domains: frozenset[str] | None = None,
-               redirectHosts: tuple[str, ...] = ()) -> StatusQuery:
+               redirectHosts: tuple[str, ...] = (), requesters: RequesterCheck | None = None) -> StatusQuery:
     """
     Validate the parameters of a status request.
 
-    @param domains: the served domains.  A user on another domain gets the
-        forbidden answer whatever their local part, so it is not prepared
-        (stringprep is costly), unless the answer is XML, which shows it.
+    Stringprep is costly, so parts whose value cannot change the answer
+    are not prepared: the local part of a user on a domain that is not
+    served, and C{req_jid} when the answer is refused whoever it is (the
+    user is on such a domain, or C{requesters} say the request proves no
+    requester); both unless the answer is XML, which shows them.
+
+    @param domains: the served domains; C{None}: any.
     @param redirectHosts: the hosts image URLs may point to (see
         L{hostAllowed}); empty: any.
+    @param requesters: what proves a requester; C{None}: believe any.
     @raise BadRequest: naming the first parameter that is wrong.
     """
     userText = _single(args, b"jid", MAX_JID)
     if not userText:
         raise BadRequest("jid is required")
-    user = _jid("jid", userText, needsUser=True, localOn=None if args.get(b"type") == [b"xml"] else domains)
-    requesterText = _single(args, b"req_jid", MAX_JID)
-    requester = _jid("req_jid", requesterText, needsUser=False) if requesterText else None
-
-    expires = _single(args, b"req_exp", MAX_PROOF)
-    signature = _single(args, b"req_sig", MAX_PROOF)
-
     kind = _single(args, b"type", 16) or "image"
     if kind not in ("image", "text", "xml"):
         raise BadRequest("type must be image, text or xml")
+    user = _jid("jid", userText, needsUser=True, localOn=None if kind == "xml" else domains)
+    requesterText = _single(args, b"req_jid", MAX_JID)
+    expires = _single(args, b"req_exp", MAX_PROOF)
+    signature = _single(args, b"req_sig", MAX_PROOF)
+    requester = None
+    if requesterText and (kind == "xml" or (
+            (domains is None or user.partition("@")[2] in domains)
+            and (requesters is None or requesters.mayProve(expires, signature)))):
+        requester = _jid("req_jid", requesterText, needsUser=False)
+    query = StatusQuery(user, requester, kind, expires=expires, signature=signature,
+                        namesRequester=bool(requesterText))
 
     if args.keys().isdisjoint(_REDIRECT_PARAMETERS):
-        return StatusQuery(user, requester, kind, expires=expires, signature=signature)
+        return query
     redirects = {}
     template = _single(args, b"images", MAX_URL)
     if template is not None:
@@ -179,7 +191,7 @@ def parseQuery(args: dict[bytes, list[bytes]], domains: frozenset[str] | None = 
         state = _STATE_PARAMETERS[name]
         redirects[state] = _imageURL(state.value, _single(args, name, MAX_URL), template=False,
                                      allowedHosts=redirectHosts)
-    return StatusQuery(user, requester, kind, redirects, expires, signature)
+    return query._replace(redirects=redirects)
 
 
 class StatusResource(resource.Resource):
@@ -215,13 +227,13 @@ class StatusResource(resource.Resource):
 
     def render_GET(self, request: server.Request) -> bytes | int:
         try:
-            query = parseQuery(request.args, self.domains, self.redirectHosts)
+            query = parseQuery(request.args, self.domains, self.redirectHosts, self.requesters)
         except BadRequest as e:
             return _plain(request, 400, str(e))
         if query.user.partition("@")[2] not in self.domains:
             return self._answer(request, query, FORBIDDEN)
         requester = self.requesters.proven(query.user, query.requester, query.expires, query.signature)
-        if requester is UNPROVEN:
+        if requester is UNPROVEN or (query.namesRequester and query.requester is None):
             return self._answer(request, query, FORBIDDEN)
         decision = self.policy.mayView(query.user, requester)
         if isinstance(decision, bool):

@@ -204,3 +204,41 @@ def test_commandRefusesBadInput(tmp_path):
     ]:
         done = runSign(*args)
         assert done.returncode == 2 and why in done.stderr and "Traceback" not in done.stderr, (args, done.stderr)
+
+
+def test_keyWritableByOthersIsRefused(tmp_path):
+    """
+    A key file that others than its owner can change is refused: whoever
+    could write it could sign for anyone.
+    """
+    path = tmp_path / "key"
+    path.write_bytes(KEY)
+    for mode in (0o602, 0o620):
+        path.chmod(mode)
+        with pytest.raises(sign.UnusableKey, match="changed by others"):
+            sign.readKey(str(path))
+
+
+def test_commandRefusesTTLsNoRequestCouldCarry(tmp_path):
+    """
+    A TTL that would make an expiry longer than presenced accepts is
+    refused rather than printed as a URL that never works.
+    """
+    path = tmp_path / "key"
+    path.write_bytes(KEY)
+    path.chmod(0o600)
+    done = runSign("--key", str(path), "--ttl", "99999999999999", "a@example.com", "b@example.com")
+    assert done.returncode == 2 and "--ttl must be positive" in done.stderr
+
+
+def test_commandAppendsToAURLWithAQuery(tmp_path):
+    """
+    With --url already holding a query, the signed parameters are added to
+    it with &.
+    """
+    path = tmp_path / "key"
+    path.write_bytes(KEY)
+    path.chmod(0o600)
+    done = runSign("--key", str(path), "--url", "https://h.example/status?type=text", "a@example.com", "b@example.com")
+    assert done.stdout.startswith("https://h.example/status?type=text&jid=a%40example.com&req_jid=b%40example.com&")
+    assert _proves(done.stdout.strip()) == "b@example.com"

@@ -1040,3 +1040,21 @@ def test_proofParametersAreSingleAndShort(signed, name):
     """
     assert signed.get(f"jid=alice@example.test&{name}=1&{name}=2").code == 400
     assert signed.get(f"jid=alice@example.test&{name}={'1' * 300}").code == 400
+
+
+def test_requesterNotReadWhenItCannotMatter(signed):
+    """
+    req_jid is not even parsed when the answer is refused whoever it
+    names: the request proves no requester (unsigned where signatures are
+    required, expired), or the user is on a domain that is not served.  So
+    a malformed one gets the forbidden answer there, and a 400 where it
+    would be used.
+    """
+    expired = int(signed.clock.seconds()) - 1
+    for query in [f"jid=alice@example.test&req_jid=a@@b",
+                  f"jid=alice@example.test&req_jid=a@@b&req_exp={expired}&req_sig=x",
+                  f"jid=alice@other.test&req_jid=a@@b&req_exp={expiresIn(signed)}&req_sig=x"]:
+        assert signed.get(f"{query}&type=text").body == b"Forbidden", query
+    answer = signed.get(f"jid=alice@example.test&req_jid=a@@b&req_exp={expiresIn(signed)}&req_sig=x")
+    assert (answer.code, answer.body) == (400, b"req_jid is not a valid JID\n")
+    assert signed.get("jid=alice@example.test&req_jid=a@@b&type=xml").code == 400
