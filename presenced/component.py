@@ -9,7 +9,7 @@ from __future__ import annotations
 import presenced.wokkel_compat  # noqa: F401  (must precede wokkel)
 
 from twisted.internet import defer, task
-from twisted.internet.interfaces import IReactorTime
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 from twisted.words.protocols.jabber import component as jabber_component
 from twisted.words.protocols.jabber import error as jabber_error
@@ -41,6 +41,20 @@ class _PingRequest(Request):
         return element
 
 
+def _stampedJID(user: str, resource: str) -> JID:
+    """
+    The JID of C{user}'s C{resource} as the server stamped it.
+
+    Built without redoing stringprep, which the server did already and
+    which costs more than all the rest of a ping (L{JID} preps even the
+    parts it is given as a tuple).
+    """
+    jid = JID.__new__(JID)
+    jid.user, _, jid.host = user.partition("@")
+    jid.resource = resource
+    return jid
+
+
 class ResourceChecker(XMPPHandler):
     """
     Every C{interval} seconds, pings each online resource (XEP-0199) and
@@ -51,12 +65,22 @@ class ResourceChecker(XMPPHandler):
     users from being shown online for ever.  A resource is taken as gone
     when the answer is an error that servers give for a session that no
     longer exists; any other answer, or none, leaves it as it is.
+
+    A round of pings is spread over L{spread} of the interval, in batches
+    of at most L{batchSize}, so that many online users never hold the
+    reactor (and every HTTP answer) for long.
+
+    @cvar batchSize: the most pings sent in one reactor turn.
+    @cvar spread: the share of the interval that a round lasts at most.
     """
 
     log = Logger()
 
     #: The error conditions that mean there is no such session.
     GONE = frozenset({"service-unavailable", "recipient-unavailable", "item-not-found"})
+
+    batchSize = 50
+    spread = 0.5
 
     def __init__(self, tracker: PresenceTracker, clock: IReactorTime, interval: float, timeout: float) -> None:
         super().__init__()
@@ -66,6 +90,7 @@ class ResourceChecker(XMPPHandler):
         self.timeout = timeout
         self.gone = RateLimitedLog(self.log, clock)
         self._loop: task.LoopingCall | None = None
+        self._nextBatch: IDelayedCall | None = None
 
     def connectionInitialized(self) -> None:
         self._start()
@@ -75,7 +100,8 @@ class ResourceChecker(XMPPHandler):
 
     def setInterval(self, interval: float) -> None:
         """
-        Check every C{interval} seconds from now on (0: never).
+        Check every C{interval} seconds from now on (0: never); a round
+        under way is stopped.
         """
         self.interval = interval
         if self._loop is not None:
@@ -92,18 +118,37 @@ class ResourceChecker(XMPPHandler):
         if self._loop is not None and self._loop.running:
             self._loop.stop()
         self._loop = None
+        self._stopRound()
+
+    def _stopRound(self) -> None:
+        if self._nextBatch is not None and self._nextBatch.active():
+            self._nextBatch.cancel()
+        self._nextBatch = None
 
     def check(self) -> None:
         """
-        Ping every online resource once.
+        Start a round: ping every resource online now, the first
+        L{batchSize} at once and the others in batches as large, evenly
+        spaced over L{spread} of the interval; resources gone offline
+        before their turn are skipped.  A round under way is stopped.
         """
-        for user, resource in self.tracker.onlineResources():
-            try:
-                request = _PingRequest(recipient=JID(f"{user}/{resource}"))
-            except InvalidFormat:
-                continue
-            request.timeout = self.timeout
-            self.request(request).addErrback(self._answered, user, resource)
+        self._stopRound()
+        resources = self.tracker.onlineResources()
+        batches = -(-len(resources) // self.batchSize)
+        pause = self.interval * self.spread / batches if batches else 0.0
+        self._pingBatch(resources, 0, self.clock.seconds(), pause)
+
+    def _pingBatch(self, resources: list[tuple[str, str]], batch: int, began: float, pause: float) -> None:
+        self._nextBatch = None
+        end = (batch + 1) * self.batchSize
+        for user, resource in resources[end - self.batchSize:end]:
+            if self.tracker.isOnline(user, resource):
+                request = _PingRequest(recipient=_stampedJID(user, resource))
+                request.timeout = self.timeout
+                self.request(request).addErrback(self._answered, user, resource)
+        if end < len(resources):
+            delay = max(0.0, began + (batch + 1) * pause - self.clock.seconds())
+            self._nextBatch = self.clock.callLater(delay, self._pingBatch, resources, batch + 1, began, pause)
 
     def _answered(self, failure, user: str, resource: str) -> None:
         if failure.check(jabber_error.StanzaError) and failure.value.condition in self.GONE:

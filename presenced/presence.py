@@ -174,6 +174,12 @@ class PresenceTracker:
         """
         return [(user, p.resource) for user, resources in self._online.items() for p in resources]
 
+    def isOnline(self, user: str, resource: str) -> bool:
+        """
+        Whether C{user}'s C{resource} is online.
+        """
+        return any(p.resource == resource for p in self._online.get(user, ()))
+
     def forget(self, user: str) -> None:
         """
         Forget C{user}'s presence: they are offline, without a status.

@@ -16,7 +16,7 @@ from twisted.words.protocols.jabber import error, xmlstream
 from twisted.words.protocols.jabber.component import ConnectComponentAuthenticator
 
 from presenced.config import XMPPSettings
-from presenced.presence import OFFLINE, PresenceTracker, State
+from presenced.presence import OFFLINE, PresenceTracker, ResourcePresence, State
 from presenced.streamparser import NamespaceSafeElementStream
 from presenced.component import ComponentConnection, PrivilegeListener, RosterReader, RosterUnavailable
 from presenced.feed import PresenceFeed
@@ -516,6 +516,26 @@ def iqIDs(link, namespace: str) -> list[str]:
     return [part.split("id='")[1].split("'")[0] for part in link.sent().split("<iq ")[1:] if namespace in part]
 
 
+def pinged(link) -> list[str]:
+    """
+    The addresses pinged since last asked, in order.
+    """
+    return [
+        re.search("to='([^']*)'", part).group(1)
+        for part in link.sent().split("<iq ")[1:] if "urn:xmpp:ping" in part
+    ]
+
+
+def onlineTracker(count: int) -> PresenceTracker:
+    """
+    A tracker with C{count} users online, C{user<n>@DOMAIN/desk}.
+    """
+    tracker = PresenceTracker()
+    for number in range(count):
+        tracker.available(f"user{number}@{DOMAIN}", ResourcePresence(state=State.AVAILABLE, resource="desk"))
+    return tracker
+
+
 @pytest.mark.parametrize("answer,online", [
     ("<iq type='result' id='{id}' from='alice@example.test/desk'/>", True),
     ("<iq type='error' id='{id}' from='alice@example.test/desk'><error type='cancel'>"
@@ -547,14 +567,22 @@ def test_resourceCheck(link, answer, online):
 
 def test_resourceCheckStopsWithLink(link):
     """
-    No pings are sent while the link is down.
+    No pings are sent while the link is down, nor held back for the next
+    link, which is checked one interval after it is up.
     """
     from presenced.component import ResourceChecker
 
-    checker = ResourceChecker(link.tracker, link.clock, interval=60, timeout=5)
-    checker.setHandlerParent(link.connection)
+    tracker = onlineTracker(1)
+    ResourceChecker(tracker, link.clock, interval=60, timeout=5).setHandlerParent(link.connection)
+    link.clock.advance(60)
+    assert pinged(link) == [f"user0@{DOMAIN}/desk"]
     link.drop()
-    assert link.clock.getDelayedCalls() == [] or all(not c.active() for c in link.clock.getDelayedCalls())
+    link.clock.advance(120)
+    assert pinged(link) == []
+    link.connect()
+    assert pinged(link) == []
+    link.clock.advance(60)
+    assert pinged(link) == [f"user0@{DOMAIN}/desk"]
 
 
 def test_forgedPingErrorIgnored(link):
@@ -605,3 +633,104 @@ def test_requestIdsCannotBeGuessed(link):
     ids = iqIDs(link, "jabber:iq:roster")
     assert len(set(ids)) == 3
     assert all(re.fullmatch("[A-Za-z0-9_-]{24}", stanzaID) for stanzaID in ids)
+
+
+def test_resourceCheckPaced(link):
+    """
+    A round over 10,000 online resources pings each of them once, at most
+    50 in any clock step, spread over the first half of the interval.
+    """
+    from presenced.component import ResourceChecker
+
+    tracker = onlineTracker(10000)
+    ResourceChecker(tracker, link.clock, interval=300, timeout=5).setHandlerParent(link.connection)
+    link.clock.advance(300)
+    perStep = [pinged(link)]
+    for _ in range(1500):
+        link.clock.advance(0.1)
+        perStep.append(pinged(link))
+    assert max(len(step) for step in perStep) == 50
+    assert sum(1 for step in perStep if step) == 200
+    assert sorted(address for step in perStep for address in step) == sorted(
+        f"user{number}@{DOMAIN}/desk" for number in range(10000)
+    )
+    link.clock.advance(149.9)
+    assert pinged(link) == []
+
+
+def test_resourceCheckRoundStopsWithLink(link):
+    """
+    A round under way stops when the link is lost: the rest of it is not
+    sent, neither on the lost stream nor on the next one.
+    """
+    from presenced.component import ResourceChecker
+
+    tracker = onlineTracker(10000)
+    ResourceChecker(tracker, link.clock, interval=300, timeout=5).setHandlerParent(link.connection)
+    link.clock.advance(300)
+    assert len(pinged(link)) == 50
+    link.drop()
+    link.clock.advance(100)
+    link.connect()
+    link.clock.advance(199)
+    assert pinged(link) == []
+
+
+def test_resourceCheckRoundStopsWithNewInterval(link):
+    """
+    A new interval stops the round under way; the next round starts one
+    new interval later.
+    """
+    from presenced.component import ResourceChecker
+
+    tracker = onlineTracker(10000)
+    checker = ResourceChecker(tracker, link.clock, interval=300, timeout=5)
+    checker.setHandlerParent(link.connection)
+    link.clock.advance(300)
+    assert len(pinged(link)) == 50
+    checker.setInterval(600)
+    link.clock.advance(599)
+    assert pinged(link) == []
+    link.clock.advance(1)
+    assert len(pinged(link)) == 50
+
+
+def test_resourceGoneBeforeItsTurnNotPinged(link):
+    """
+    A resource that goes offline during a round, before its turn, is not
+    pinged; the others are.
+    """
+    from presenced.component import ResourceChecker
+
+    for number in range(60):
+        link.receive(f"<presence from='user{number}@{DOMAIN}/desk'/>")
+    ResourceChecker(link.tracker, link.clock, interval=300, timeout=5).setHandlerParent(link.connection)
+    link.clock.advance(300)
+    first = pinged(link)
+    assert len(first) == 50
+    later = min({f"user{number}@{DOMAIN}/desk" for number in range(60)} - set(first))
+    link.receive(f"<presence type='unavailable' from='{later}'/>")
+    link.clock.advance(150)
+    assert len(pinged(link)) == 9
+
+
+def test_resourcePingedAsStamped(link):
+    """
+    A resource is pinged at exactly the address the server stamped, which
+    stringprep is not run over again, and its error from that address
+    takes it offline.
+    """
+    from presenced.component import ResourceChecker
+
+    stamped = f"alice@{DOMAIN}/\ufb01le \u216b"
+    ResourceChecker(link.tracker, link.clock, interval=60, timeout=5).setHandlerParent(link.connection)
+    link.receive(f"<presence from='{stamped}'/>")
+    link.clock.advance(60)
+    sent = link.sent()
+    assert f"to='{stamped}'" in sent
+    pingID = sent.split("id='")[1].split("'")[0]
+    link.receive(
+        f"<iq type='error' id='{pingID}' from='{stamped}' to='{COMPONENT}'><error type='cancel'>"
+        "<service-unavailable xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></iq>"
+    )
+    assert link.tracker.shown(f"alice@{DOMAIN}").state is State.OFFLINE
