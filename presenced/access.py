@@ -15,9 +15,32 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from presenced.config import Settings
+
 from presenced.ratelimit import RateLimitedLog
 
 SubscriberSource = Callable[[str], "defer.Deferred[frozenset[str]]"]
+
+
+class ServedScope:
+    """
+    The domains whose users presenced serves: the one answer, shared by
+    ingestion, access and the web side, to whether a user is one of ours.
+
+    @ivar domains: the served domains, normalised.
+    """
+
+    def __init__(self, domains: frozenset[str]) -> None:
+        self.domains = domains
+
+    def __contains__(self, domain: object) -> bool:
+        return domain in self.domains
+
+    def reconfig(self, settings: Settings) -> None:
+        """
+        Serve the domains of new settings from now on.
+        """
+        self.domains = settings.xmpp.servedDomains
 
 
 class ViewPolicy(Protocol):

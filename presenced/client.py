@@ -14,6 +14,7 @@ from __future__ import annotations
 import presenced.wokkel_compat  # noqa: F401  (must precede wokkel)
 
 from pathlib import Path
+from typing import Container
 
 import scramp
 from cryptography.hazmat.primitives.serialization import Encoding
@@ -189,9 +190,9 @@ class ContactRoster(RosterClientProtocol):
 
     iqHandlers = {XPATH_ROSTER_SET: "onRosterPush"}
 
-    def __init__(self, allowDomains: frozenset[str], tracker: PresenceTracker, maxContacts: int) -> None:
+    def __init__(self, scope: Container[str], tracker: PresenceTracker, maxContacts: int) -> None:
         super().__init__()
-        self.allowDomains = allowDomains
+        self.scope = scope
         self.tracker = tracker
         self.maxContacts = maxContacts
         self.contacts: set[str] = set()
@@ -213,7 +214,7 @@ class ContactRoster(RosterClientProtocol):
             self.members.add(user)
         else:
             self.members.discard(user)
-        if item.subscriptionTo and entity.user is not None and entity.host in self.allowDomains:
+        if item.subscriptionTo and entity.user is not None and entity.host in self.scope:
             self.contacts.add(user)
         else:
             self._drop(user)
@@ -296,7 +297,7 @@ class ConsentKeeper(PresenceClientProtocol):
         self.log.error("Could not read the account's roster: {why}", why=reason.getErrorMessage())
 
     def subscribeReceived(self, entity: JID) -> None:
-        if entity.user is None or entity.host not in self.roster.allowDomains:
+        if entity.user is None or entity.host not in self.roster.scope:
             self.requests.info("Refusing a subscription request from {user}: not an allowed domain",
                                user=entity.full())
             self.unsubscribed(entity)
@@ -325,9 +326,10 @@ class ClientMode:
     @ivar tracks: whose presence the feed tracks: the consenting contacts'.
     """
 
-    def __init__(self, settings: Settings, reactor, tracker: PresenceTracker, link: LinkMonitor) -> None:
+    def __init__(self, settings: Settings, reactor, tracker: PresenceTracker, link: LinkMonitor,
+                 scope: Container[str]) -> None:
         self.connection = ClientConnection(reactor, settings.xmpp)
-        self.contacts = ContactRoster(settings.xmpp.servedDomains, tracker, settings.xmpp.max_contacts)
+        self.contacts = ContactRoster(scope, tracker, settings.xmpp.max_contacts)
         self.handlers = [self.contacts, ConsentKeeper(self.contacts, reactor)]
         self.policy = self.contacts
         self.tracks = self.contacts.isContact
@@ -336,5 +338,4 @@ class ClientMode:
         """
         Use new settings from now on (a changed link is reconnected apart).
         """
-        self.contacts.allowDomains = settings.xmpp.servedDomains
         self.contacts.maxContacts = settings.xmpp.max_contacts

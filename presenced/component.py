@@ -21,7 +21,7 @@ from wokkel.generic import Request
 from wokkel.subprotocols import XMPPHandler
 from wokkel.xmppim import RosterItem, RosterRequest
 
-from presenced.access import AccessPolicy, RosterCache
+from presenced.access import AccessPolicy, RosterCache, ServedScope
 from presenced.config import Settings, XMPPSettings
 from presenced.link import LinkMonitor, LinkService
 from presenced.presence import PresenceTracker
@@ -294,7 +294,8 @@ class ComponentMode:
 
     tracks = None
 
-    def __init__(self, settings: Settings, reactor, tracker: PresenceTracker, link: LinkMonitor) -> None:
+    def __init__(self, settings: Settings, reactor, tracker: PresenceTracker, link: LinkMonitor,
+                 scope: ServedScope) -> None:
         xmpp, presence = settings.xmpp, settings.presence
         self.connection = ComponentConnection(reactor, xmpp)
         self.privileges = PrivilegeListener(xmpp.domain, reactor)

@@ -4,21 +4,20 @@ Ingestion: presence stanzas from the server into the presence model.
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Container
 
 from twisted.internet.interfaces import IReactorTime
 from twisted.words.xish import domish
 from wokkel.subprotocols import XMPPHandler
 
 from presenced.answers import NS_XML, stanzaXML
-from presenced.config import Settings
 from presenced.presence import PresenceTracker, ResourcePresence, stateFromShow
 
 #: Longest status text kept; longer ones are cut.
 MAX_STATUS = 1024
 
 
-def _serverStampedSender(text: str | None, domains: frozenset[str]) -> tuple[str, str | None] | None:
+def _serverStampedSender(text: str | None, domains: Container[str]) -> tuple[str, str | None] | None:
     """
     Split the C{from} of a presence the server forwards into the user's
     bare JID and resource, if it is a user of one of C{domains}.
@@ -90,19 +89,13 @@ class PresenceFeed(XMPPHandler):
         served domain; C{None} tracks all of them.
     """
 
-    def __init__(self, tracker: PresenceTracker, domains: frozenset[str], clock: IReactorTime,
+    def __init__(self, tracker: PresenceTracker, scope: Container[str], clock: IReactorTime,
                  tracks: Callable[[str], bool] | None = None) -> None:
         super().__init__()
         self.tracker = tracker
-        self.domains = domains
+        self.scope = scope
         self.clock = clock
         self.tracks = tracks
-
-    def reconfig(self, settings: Settings) -> None:
-        """
-        Track the users of the served domains of new settings from now on.
-        """
-        self.domains = settings.xmpp.servedDomains
 
     def connectionInitialized(self) -> None:
         self.xmlstream.addObserver("/presence", self.onPresence)
@@ -114,7 +107,7 @@ class PresenceFeed(XMPPHandler):
         """
         Record one presence stanza.
         """
-        sender = _serverStampedSender(element.getAttribute("from"), self.domains)
+        sender = _serverStampedSender(element.getAttribute("from"), self.scope)
         if sender is None:
             return
         user, resource = sender

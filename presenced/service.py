@@ -13,6 +13,7 @@ from twisted.application.service import MultiService
 from twisted.internet import defer
 from twisted.logger import Logger
 
+from presenced.access import ServedScope
 from presenced.answers import AnswerRenderer, loadImages
 from presenced.client import ClientMode
 from presenced.component import ComponentMode
@@ -42,13 +43,15 @@ class PresenceService(MultiService):
     it is wrong or cannot change while presenced runs.  Then each part is
     handed the new settings in this order: the listeners (the one step
     that can still fail, by not binding a new port; it then undoes itself,
-    so it goes first), the site and its resources, the presence feed, the
-    mode (access and the mode's handlers), and last the link, which
+    so it goes first), the served scope (one object, which the feed, the
+    access rules and the web side all ask), the site and its resources,
+    the mode (access and the mode's handlers), and last the link, which
     reconnects if its settings changed.
 
     @ivar settings: the settings in force.
     @ivar tracker: the presence model.
     @ivar link: whether the XMPP link is up.
+    @ivar scope: the served domains.
     @ivar mode: the component or client mode.
     @ivar connection: the link service.
     @ivar site: the HTTP site.
@@ -72,8 +75,10 @@ class PresenceService(MultiService):
 
         xmpp, presence = settings.xmpp, settings.presence
         self.link = LinkMonitor(reactor)
-        self.mode = (ClientMode if xmpp.mode == "client" else ComponentMode)(settings, reactor, self.tracker, self.link)
-        self.feed = PresenceFeed(self.tracker, xmpp.servedDomains, reactor, self.mode.tracks)
+        self.scope = ServedScope(xmpp.servedDomains)
+        self.mode = (ClientMode if xmpp.mode == "client" else ComponentMode)(
+            settings, reactor, self.tracker, self.link, self.scope)
+        self.feed = PresenceFeed(self.tracker, self.scope, reactor, self.mode.tracks)
         self.connection = self.mode.connection
         self.connection.setName("xmpp")
         self.connection.setServiceParent(self)
@@ -81,7 +86,7 @@ class PresenceService(MultiService):
             handler.setHandlerParent(self.connection)
 
         renderer = AnswerRenderer(loadImages(settings.http.images), presence.labels)
-        status = StatusResource(self.tracker, self.mode.policy, renderer, xmpp.servedDomains,
+        status = StatusResource(self.tracker, self.mode.policy, renderer, self.scope,
                                 RequesterCheck.fromSettings(presence, reactor))
         status.redirectHosts = settings.http.redirect_hosts
         self.health = HealthReport(self.link, self.tracker)
@@ -190,8 +195,8 @@ class PresenceService(MultiService):
             self.log.info("Reload done: nothing changed")
             return True
         try:
+            self.scope.reconfig(new)
             self.site.reconfig(new, images)
-            self.feed.reconfig(new)
             self.mode.reconfig(new)
             self.settings = new
             if new.xmpp != old.xmpp:

@@ -25,7 +25,7 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.web import pages, resource, server
 
 from presenced import __version__, jids
-from presenced.access import ViewPolicy
+from presenced.access import ServedScope, ViewPolicy
 from presenced.config import Settings
 from presenced.answers import JSON, NO_CACHE, TEXT, AnswerRenderer, Body
 from presenced.presence import PresenceTracker, Shown, State
@@ -199,7 +199,7 @@ class StatusResource(resource.Resource):
     C{/plugins/presence/status}: one user's presence, as the Openfire
     Presence Service plugin answers it.
 
-    @ivar domains: the served domains.
+    @ivar scope: the served domains.
     @ivar redirectHosts: the hosts image URLs may point to; empty: any.
     """
 
@@ -208,12 +208,12 @@ class StatusResource(resource.Resource):
     redirectHosts: tuple[str, ...] = ()
 
     def __init__(self, tracker: PresenceTracker, policy: ViewPolicy,
-                 renderer: AnswerRenderer, domains: frozenset[str], requesters: RequesterCheck) -> None:
+                 renderer: AnswerRenderer, scope: ServedScope, requesters: RequesterCheck) -> None:
         super().__init__()
         self.tracker = tracker
         self.policy = policy
         self.renderer = renderer
-        self.domains = domains
+        self.scope = scope
         self.requesters = requesters
 
     def reconfig(self, settings: Settings, images: dict[State, Body]) -> None:
@@ -221,16 +221,15 @@ class StatusResource(resource.Resource):
         Answer with new settings, and the icons they name, from now on.
         """
         self.renderer = AnswerRenderer(images, settings.presence.labels)
-        self.domains = settings.xmpp.servedDomains
         self.requesters = RequesterCheck.fromSettings(settings.presence, self.requesters.clock)
         self.redirectHosts = settings.http.redirect_hosts
 
     def render_GET(self, request: server.Request) -> bytes | int:
         try:
-            query = parseQuery(request.args, self.domains, self.redirectHosts, self.requesters)
+            query = parseQuery(request.args, self.scope.domains, self.redirectHosts, self.requesters)
         except BadRequest as e:
             return _plain(request, 400, str(e))
-        if query.user.partition("@")[2] not in self.domains:
+        if query.user.partition("@")[2] not in self.scope:
             return self._answer(request, query, FORBIDDEN)
         requester = self.requesters.proven(query.user, query.requester, query.expires, query.signature)
         if requester is UNPROVEN or (query.namesRequester and query.requester is None):

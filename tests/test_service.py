@@ -417,3 +417,24 @@ def test_mismatchedCertificateAbortsReload(daemon, tmp_path):
     texts = [e.get("problem", e["log_format"]) for e in events if e["log_level"] == LogLevel.error]
     assert any(text.endswith("Certificate public and private keys do not match.") for text in texts)
     assert "Reload aborted: the configuration has errors; nothing was changed" in texts
+
+
+def test_reloadedDomainIsServedEverywhereAtOnce(daemon):
+    """
+    A new served domain applies to the web side and to ingestion alike,
+    with one reload: its users are answered and their presence tracked;
+    the old domain's are neither.
+    """
+    from twisted.words.xish import domish
+
+    def presenceFrom(sender):
+        element = domish.Element(("jabber:component:accept", "presence"))
+        element["from"] = sender
+        return element
+
+    assert daemon.reload(xmpp__domain="other.test") == [True]
+    daemon.service.feed.onPresence(presenceFrom("carol@other.test/desk"))
+    daemon.service.feed.onPresence(presenceFrom("alice@example.test/desk"))
+    assert daemon.text("carol@other.test") == b"Available"
+    assert daemon.text("alice@example.test") == b"Forbidden"
+    assert daemon.service.tracker.shown("alice@example.test").state is State.OFFLINE

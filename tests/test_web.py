@@ -13,7 +13,7 @@ from twisted.internet import address, defer, task
 from twisted.logger import capturedLogs
 from twisted.web import http
 
-from presenced.access import AccessPolicy, RosterCache
+from presenced.access import AccessPolicy, RosterCache, ServedScope
 from presenced.answers import AnswerRenderer, loadImages
 from presenced.config import DEFAULT_LABELS, defaultImageDirectory
 from presenced.presence import PresenceTracker, ResourcePresence, State
@@ -42,7 +42,7 @@ class Fixture:
         self.rosters = RosterCache(self.fetch, self.clock, ttl=30)
         self.policy = AccessPolicy(public, self.rosters)
         labels = dict(DEFAULT_LABELS)
-        self.status = StatusResource(self.tracker, self.policy, AnswerRenderer(IMAGES, labels), frozenset({DOMAIN}),
+        self.status = StatusResource(self.tracker, self.policy, AnswerRenderer(IMAGES, labels), ServedScope(frozenset({DOMAIN})),
                                      RequesterCheck(keys, required, self.clock))
         self.healthResource = HealthResource(lambda: self.health)
         self.site = buildSite(self.status, self.healthResource, self.clock)
