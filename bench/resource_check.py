@@ -26,7 +26,7 @@ import time
 from twisted.internet.base import DelayedCall
 from twisted.internet.testing import StringTransport
 
-from presenced.config import XMPPSettings
+from presenced.config import ComponentSettings
 from presenced.presence import PresenceTracker, ResourcePresence, State
 from presenced.component import ComponentConnection, ResourceChecker
 
@@ -90,7 +90,7 @@ def run(users: int, interval: float, timeout: float) -> tuple[list[tuple[float, 
     tracker = PresenceTracker()
     for number in range(users):
         tracker.available(f"user{number}@{DOMAIN}", ResourcePresence(state=State.AVAILABLE, resource="desk"))
-    connection = ComponentConnection(clock, XMPPSettings(COMPONENT, "secret", "127.0.0.1", 5347, DOMAIN))
+    connection = ComponentConnection(clock, ComponentSettings(COMPONENT, "secret", "127.0.0.1", 5347, DOMAIN))
     ResourceChecker(tracker, clock, interval=interval, timeout=timeout).setHandlerParent(connection)
     xs = connection.factory.buildProtocol(None)
     transport = StringTransport()

@@ -13,7 +13,7 @@ import itertools
 import re
 from functools import lru_cache
 from pathlib import Path
-from typing import Iterator, NamedTuple
+from typing import Iterator, Mapping, NamedTuple
 
 from twisted.words.xish import domish
 
@@ -77,7 +77,7 @@ class AnswerRenderer:
     @ivar labels: the text for each state when the user set none.
     """
 
-    def __init__(self, images: dict[State, Body], labels: dict[State, str]) -> None:
+    def __init__(self, images: Mapping[State, Body], labels: Mapping[State, str]) -> None:
         self.images = images
         self.labels = labels
 

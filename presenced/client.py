@@ -29,7 +29,7 @@ from twisted.words.protocols.jabber.jid import InvalidFormat, JID
 from wokkel.xmppim import XPATH_ROSTER_SET, PresenceClientProtocol, RosterClientProtocol, RosterItem
 from zope.interface import implementer
 
-from presenced.config import Settings, XMPPSettings, caCertificates
+from presenced.config import ClientSettings, Settings, caCertificates
 from presenced.presence import PresenceTracker
 from presenced.ratelimit import RateLimitedLog
 from presenced.link import LinkMonitor, LinkService
@@ -145,7 +145,7 @@ class ClientConnection(LinkService):
     """
 
     @staticmethod
-    def authenticatorFor(settings: XMPPSettings) -> AccountAuthenticator:
+    def authenticatorFor(settings: ClientSettings) -> AccountAuthenticator:
         return AccountAuthenticator(JID(settings.jid), settings.secret, settings.tls, settings.ca_file)
 
     @property

@@ -22,7 +22,7 @@ from wokkel.subprotocols import XMPPHandler
 from wokkel.xmppim import RosterItem, RosterRequest
 
 from presenced.access import AccessPolicy, RosterCache, ServedScope
-from presenced.config import Settings, XMPPSettings
+from presenced.config import ComponentSettings, Settings
 from presenced.link import LinkMonitor, LinkService
 from presenced.presence import PresenceTracker
 from presenced.ratelimit import RateLimitedLog
@@ -277,7 +277,7 @@ class ComponentConnection(LinkService, Component):
     """
 
     @staticmethod
-    def authenticatorFor(settings: XMPPSettings) -> xmlstream.ConnectAuthenticator:
+    def authenticatorFor(settings: ComponentSettings) -> xmlstream.ConnectAuthenticator:
         return jabber_component.ConnectComponentAuthenticator(settings.jid, settings.secret)
 
 

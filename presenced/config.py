@@ -13,7 +13,8 @@ import re
 from dataclasses import dataclass, field
 from ipaddress import IPv4Network, IPv6Network, ip_address, ip_network
 from pathlib import Path
-from typing import Callable
+from types import MappingProxyType
+from typing import Callable, ClassVar, Literal, Mapping, Union
 
 import hyperlink
 from cryptography import x509
@@ -59,50 +60,82 @@ _LABEL_KEYS = {
 
 
 @dataclass(frozen=True)
-class XMPPSettings:
+class ComponentSettings:
     """
-    How to reach the XMPP server, as a component or as a client.
+    How to reach the XMPP server as a privileged component (XEP-0114,
+    XEP-0356).
 
-    @ivar resource_check: component mode: seconds between pings of every
-        online resource, to notice clients that left without a word (0:
-        never).
-    @ivar mode: C{"component"} (XEP-0114 with XEP-0356 privileges) or
-        C{"client"} (an ordinary account that users add as a contact).
-    @ivar jid: the component's address, or the account's JID.
-    @ivar secret: the component secret, or the account's password; left
-        out of the C{repr}, so that it is not logged by accident.
-    @ivar host: where to connect; C{None} in client mode to look up the
-        domain's C{_xmpp-client._tcp} SRV records.
-    @ivar domain: the users' domain (component), or the account's domain.
-    @ivar allow_domains: client mode: the domains whose users may add the
-        account and be served.
-    @ivar tls: client mode: C{"required"} (STARTTLS), C{"direct"} (TLS
-        from the first byte, XEP-0368), C{"optional"} or C{"off"}.
-    @ivar ca_file: client mode: a PEM bundle of CA certificates, every
-        one of them trusted to verify the server with, instead of the
-        system's.
-    @ivar max_contacts: client mode: the most roster entries with a
-        subscription; beyond, new users' subscription requests are refused.
+    @ivar jid: the component's address.
+    @ivar secret: the component secret; left out of the C{repr}, so that
+        it is not logged by accident.
+    @ivar host: where the server accepts components.
+    @ivar port: its port.
+    @ivar domain: the users' domain, whose presence is served.
+    @ivar resource_check: seconds between pings of every online resource,
+        to notice clients that left without a word (0: never).
     """
+
+    mode: ClassVar[Literal["component"]] = "component"
+
+    jid: str
+    secret: str = field(repr=False)
+    host: str
+    port: int
+    domain: str
+    resource_check: float = 300.0
+
+    @property
+    def servedDomains(self) -> frozenset[str]:
+        """
+        The domains whose users' presence is served: the users' domain.
+        """
+        return frozenset({self.domain})
+
+
+@dataclass(frozen=True)
+class ClientSettings:
+    """
+    How to reach the XMPP server as an ordinary account that users add as
+    a contact.
+
+    @ivar jid: the account's JID.
+    @ivar secret: the account's password; left out of the C{repr}.
+    @ivar host: where to connect; C{None} to look up the account domain's
+        C{_xmpp-client._tcp} SRV records.
+    @ivar port: the port, when C{host} is given.
+    @ivar allow_domains: the domains whose users may add the account and
+        be served.
+    @ivar tls: C{"required"} (STARTTLS), C{"direct"} (TLS from the first
+        byte, XEP-0368), C{"optional"} or C{"off"}.
+    @ivar ca_file: a PEM bundle of CA certificates, every one of them
+        trusted to verify the server with, instead of the system's.
+    @ivar max_contacts: the most roster entries with a subscription;
+        beyond, new users' subscription requests are refused.
+    """
+
+    mode: ClassVar[Literal["client"]] = "client"
 
     jid: str
     secret: str = field(repr=False)
     host: str | None
     port: int
-    domain: str
-    mode: str = "component"
-    resource_check: float = 300.0
-    allow_domains: tuple[str, ...] = ()
-    tls: str = "required"
+    allow_domains: tuple[str, ...]
+    tls: Literal["required", "direct", "optional", "off"] = "required"
     ca_file: Path | None = None
     max_contacts: int = 10_000
 
     @property
     def servedDomains(self) -> frozenset[str]:
         """
-        The domains whose users' presence is served.
+        The domains whose users' presence is served: the allowed ones.
         """
-        return frozenset(self.allow_domains) if self.mode == "client" else frozenset({self.domain})
+        return frozenset(self.allow_domains)
+
+
+XMPPSettings = Union[ComponentSettings, ClientSettings]
+"""
+How to reach the XMPP server, in one of the two modes; C{mode} says which.
+"""
 
 
 LOOPBACK = (ip_network("127.0.0.0/8"), ip_network("::1"))
@@ -150,7 +183,7 @@ class PresenceSettings:
     """
 
     public: bool
-    labels: dict[State, str]
+    labels: Mapping[State, str]
     roster_ttl: float
     roster_timeout: float
     requester_keys: tuple[bytes, ...] = field(default=(), repr=False)
@@ -457,7 +490,7 @@ def _xmppSettings(read: _Reader) -> XMPPSettings:
                 read.problem("xmpp", key, "only used with mode = client")
         host = read.value("xmpp", "host", _text, "127.0.0.1")
         _checkPlaintext(read, "host", "the component link (XEP-0114) is not encrypted", host, allowPlaintext)
-        return XMPPSettings(
+        return ComponentSettings(
             jid=read.value("xmpp", "jid", _domainJID),
             secret=read.value("xmpp", "secret", _text),
             host=host,
@@ -475,13 +508,11 @@ def _xmppSettings(read: _Reader) -> XMPPSettings:
     tls = read.value("xmpp", "tls", _choice("required", "direct", "optional", "off"), "required")
     if tls in ("optional", "off"):
         _checkPlaintext(read, "tls", f"{tls} can leave the link unencrypted", host, allowPlaintext)
-    return XMPPSettings(
-        mode=mode,
+    return ClientSettings(
         jid=jid,
         secret=read.value("xmpp", "secret", _text),
         host=host,
         port=read.value("xmpp", "port", _port, 5223 if tls == "direct" else 5222),
-        domain=accountDomain,
         allow_domains=read.value("xmpp", "allow_domains", _domains, (accountDomain,) if accountDomain else ()),
         tls=tls,
         ca_file=read.value("xmpp", "ca_file", _caFile, None),
@@ -527,7 +558,7 @@ def fromString(text: str, name: str = "<string>") -> Settings:
     keys, required = _signatureSettings(read)
     presence = PresenceSettings(
         public=read.value("presence", "public", _boolean, False),
-        labels=labels,
+        labels=MappingProxyType(labels),
         roster_ttl=read.value("presence", "roster_ttl", _seconds, 60.0),
         roster_timeout=read.value("presence", "roster_timeout", _positiveSeconds, 5.0),
         requester_keys=keys,

@@ -33,7 +33,7 @@ def test_minimalFileGetsDefaults():
     A file with only the required keys gets the documented defaults.
     """
     settings = config.fromString(MINIMAL)
-    assert settings.xmpp == config.XMPPSettings(
+    assert settings.xmpp == config.ComponentSettings(
         "presence.example.com", "s3cret", "127.0.0.1", 5347, "example.com"
     )
     assert settings.presence.public is False
@@ -274,7 +274,7 @@ def test_clientModeDefaults():
     required, and the server is found through DNS SRV on port 5222.
     """
     xmpp = config.fromString(CLIENT).xmpp
-    assert (xmpp.mode, xmpp.jid, xmpp.domain) == ("client", "presence-bot@example.com/web", "example.com")
+    assert (xmpp.mode, xmpp.jid, xmpp.allow_domains) == ("client", "presence-bot@example.com/web", ("example.com",))
     assert (xmpp.host, xmpp.port, xmpp.tls, xmpp.ca_file) == (None, 5222, "required", None)
     assert xmpp.max_contacts == 10_000
     assert xmpp.servedDomains == frozenset({"example.com"})
@@ -417,3 +417,16 @@ def test_requesterKeysAreNotShownInTheSettings(tmp_path):
     """
     settings = config.fromString(MINIMAL + f"[presence]\nrequester_key = {keyFile(tmp_path)}\n")
     assert "0123456789abcdef" not in repr(settings)
+
+
+def test_eachModeHasItsOwnSettings():
+    """
+    Component and client settings are types of their own, each with the
+    keys of its mode only, and their labels cannot be changed in place.
+    """
+    component, client = config.fromString(MINIMAL), config.fromString(CLIENT)
+    assert isinstance(component.xmpp, config.ComponentSettings) and component.xmpp.mode == "component"
+    assert isinstance(client.xmpp, config.ClientSettings) and client.xmpp.mode == "client"
+    assert not hasattr(component.xmpp, "tls") and not hasattr(client.xmpp, "resource_check")
+    with pytest.raises(TypeError):
+        component.presence.labels[State.OFFLINE] = "changed"

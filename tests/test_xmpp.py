@@ -15,7 +15,7 @@ from twisted.python.failure import Failure
 from twisted.words.protocols.jabber import error, xmlstream
 from twisted.words.protocols.jabber.component import ConnectComponentAuthenticator
 
-from presenced.config import XMPPSettings
+from presenced.config import ComponentSettings
 from presenced.presence import OFFLINE, PresenceTracker, ResourcePresence, State
 from presenced.streamparser import NamespaceSafeElementStream
 from presenced.component import ComponentConnection, PrivilegeListener, RosterReader, RosterUnavailable
@@ -35,7 +35,7 @@ class Link:
     def __init__(self) -> None:
         self.clock = task.Clock()
         self.tracker = PresenceTracker()
-        self.connection = ComponentConnection(self.clock, XMPPSettings(COMPONENT, "secret", "127.0.0.1", 5347, DOMAIN))
+        self.connection = ComponentConnection(self.clock, ComponentSettings(COMPONENT, "secret", "127.0.0.1", 5347, DOMAIN))
         self.monitor = LinkMonitor(self.clock)
         self.monitor.setHandlerParent(self.connection)
         self.feed = PresenceFeed(self.tracker, frozenset({DOMAIN}), self.clock)
