@@ -77,25 +77,77 @@ def test_cacheIsCapped():
     assert isinstance(cache.subscribers("u1@x.test"), defer.Deferred)
 
 
-def test_policy():
+def policy(public: bool = False) -> tuple[AccessPolicy, Fetches]:
     """
-    Public allows all; otherwise the user, and subscribers once the roster
-    says so; a failed roster read refuses.
+    An access policy whose rosters are read through the returned fetches.
     """
     fetches = Fetches()
-    cache = RosterCache(fetches, task.Clock(), ttl=100)
-    assert AccessPolicy(True, cache).mayView("a@x.test", None) is True
-    policy = AccessPolicy(False, cache)
-    assert policy.mayView("a@x.test", "a@x.test") is True
-    assert policy.mayView("a@x.test", None) is False
+    return AccessPolicy(public, RosterCache(fetches, task.Clock(), ttl=100)), fetches
+
+
+def test_publicAllowsAnyone():
+    """
+    When public, anyone, even an anonymous requester, may see a user,
+    without the roster being read.
+    """
+    public, fetches = policy(public=True)
+    assert public.mayView("a@x.test", None) is True
+    assert public.mayView("a@x.test", "b@x.test") is True
+    assert fetches.count == 0
+
+
+def test_userMaySeeThemself():
+    """
+    A user may see their own presence, without the roster being read.
+    """
+    private, fetches = policy()
+    assert private.mayView("a@x.test", "a@x.test") is True
+    assert fetches.count == 0
+
+
+def test_anonymousRefusedWhenNotPublic():
+    """
+    When not public, an anonymous requester is refused at once, without
+    the roster being read.
+    """
+    private, fetches = policy()
+    assert private.mayView("a@x.test", None) is False
+    assert fetches.count == 0
+
+
+def test_subscriberAllowedOnceTheRosterSaysSo():
+    """
+    A subscriber is allowed once the user's roster, read on demand, lists
+    them.
+    """
+    private, fetches = policy()
     answers = []
-    policy.mayView("a@x.test", "b@x.test").addCallback(answers.append)
+    private.mayView("a@x.test", "b@x.test").addCallback(answers.append)
+    assert answers == []
     fetches.pending["a@x.test"].callback(frozenset({"b@x.test"}))
     assert answers == [True]
-    assert policy.mayView("a@x.test", "c@x.test") is False
-    policy.mayView("z@x.test", "b@x.test").addCallback(answers.append)
-    fetches.pending["z@x.test"].errback(RuntimeError("no answer"))
-    assert answers == [True, False]
+
+
+def test_nonSubscriberRefusedFromTheCachedRoster():
+    """
+    A requester the cached roster does not list is refused at once.
+    """
+    private, fetches = policy()
+    private.mayView("a@x.test", "b@x.test")
+    fetches.pending["a@x.test"].callback(frozenset({"b@x.test"}))
+    assert private.mayView("a@x.test", "c@x.test") is False
+    assert fetches.count == 1
+
+
+def test_failedRosterReadRefuses():
+    """
+    A roster that cannot be read refuses the requester.
+    """
+    private, fetches = policy()
+    answers = []
+    private.mayView("a@x.test", "b@x.test").addCallback(answers.append)
+    fetches.pending["a@x.test"].errback(RuntimeError("no answer"))
+    assert answers == [False]
 
 
 def test_refusalsWarnedAtMostOnceAMinute():

@@ -2,14 +2,17 @@
 Tests for L{presenced.client}: client-mode login choices and consent.
 """
 
+import base64
 from types import SimpleNamespace
+from xml.etree import ElementTree
 
 import pytest
-from twisted.internet import defer, task
+from twisted.internet import task
 from twisted.internet.interfaces import ISSLTransport
 from twisted.internet.testing import StringTransport
 from twisted.logger import LogLevel, capturedLogs
-from twisted.words.protocols.jabber import sasl, sasl_mechanisms, xmlstream
+from twisted.python.failure import Failure
+from twisted.words.protocols.jabber import sasl, xmlstream
 from twisted.words.protocols.jabber.jid import JID
 from twisted.words.xish import domish
 from wokkel.test.helpers import XmlStreamStub
@@ -32,31 +35,51 @@ def initializer(tls: str, offered: list[str], encrypted: bool) -> _SafeSASLIniti
     return _SafeSASLInitializer(xs)
 
 
+def sentAuth(init: _SafeSASLInitializer) -> ElementTree.Element:
+    """
+    Start the initializer; the C{<auth/>} it sends.
+    """
+    init.start()
+    return lastSent(init.xmlstream)
+
+
+def lastSent(xs: xmlstream.XmlStream) -> ElementTree.Element:
+    """
+    The element last written to C{xs}'s transport, parsed; the transport is
+    cleared.
+    """
+    element = ElementTree.fromstring(xs.transport.value())
+    xs.transport.clear()
+    return element
+
+
 def test_plainInsideTLS():
     """
     PLAIN is used inside TLS, even when DIGEST-MD5 is offered too.
     """
-    init = initializer("required", ["DIGEST-MD5", "PLAIN"], encrypted=True)
-    init.setMechanism()
-    assert isinstance(init.mechanism, sasl_mechanisms.Plain)
+    auth = sentAuth(initializer("required", ["DIGEST-MD5", "PLAIN"], encrypted=True))
+    assert auth.get("mechanism") == "PLAIN"
+    assert base64.b64decode(auth.text) == b"\x00bot\x00pw"
 
 
 @pytest.mark.parametrize("tls", ["required", "optional"])
 def test_noPasswordInTheClear(tls):
     """
-    Without TLS, no mechanism is acceptable unless TLS is switched off.
+    Without TLS, no mechanism is acceptable unless TLS is switched off,
+    and nothing is sent.
     """
+    init = initializer(tls, ["DIGEST-MD5", "PLAIN"], encrypted=False)
     with pytest.raises(sasl.SASLNoAcceptableMechanism):
-        initializer(tls, ["DIGEST-MD5", "PLAIN"], encrypted=False).setMechanism()
+        init.start()
+    assert init.xmlstream.transport.value() == b""
 
 
 def test_plainWhenTLSIsOff():
     """
     With tls = off (loopback only), PLAIN is used without TLS.
     """
-    init = initializer("off", ["PLAIN"], encrypted=False)
-    init.setMechanism()
-    assert isinstance(init.mechanism, sasl_mechanisms.Plain)
+    auth = sentAuth(initializer("off", ["PLAIN"], encrypted=False))
+    assert auth.get("mechanism") == "PLAIN"
 
 
 def test_tlsInitializerRequiredUnlessOff():
@@ -284,55 +307,63 @@ def test_scramPreferred(offered, expected):
     """
     SCRAM is chosen when offered, the strongest hash first, TLS or not.
     """
-    init = initializer("required", offered, encrypted=False)
-    init.setMechanism()
-    assert init.mechanism.name == expected
+    assert sentAuth(initializer("required", offered, encrypted=False)).get("mechanism") == expected
 
 
-def scramServer(password="pw"):
+def scramServer(password="pw", signingPassword=None):
+    """
+    A SCRAM-SHA-256 server holding the account's C{password}; it signs its
+    final message with the server key of C{signingPassword} (by default the
+    same password).
+    """
     import scramp
 
     mechanism = scramp.ScramMechanism("SCRAM-SHA-256")
     salt, stored, serverKey, iterations = mechanism.make_auth_info(password, iteration_count=4096)
+    if signingPassword is not None:
+        serverKey = mechanism.make_auth_info(signingPassword, iteration_count=iterations, salt=salt)[2]
     return mechanism.make_server(lambda user: (salt, stored, serverKey, iterations))
+
+
+def scramLogin(server) -> list:
+    """
+    Log in with SCRAM-SHA-256 against C{server}, which accepts the client's
+    proof and answers with success; the outcome of the initializer's
+    Deferred.
+    """
+    init = initializer("required", ["SCRAM-SHA-256"], encrypted=True)
+    outcome = []
+    init.start().addBoth(outcome.append)
+    server.set_client_first(base64.b64decode(lastSent(init.xmlstream).text).decode())
+    init.xmlstream.dispatch(saslElement("challenge", server.get_server_first()))
+    server.set_client_final(base64.b64decode(lastSent(init.xmlstream).text).decode())
+    init.xmlstream.dispatch(saslElement("success", server.get_server_final()))
+    return outcome
+
+
+def saslElement(name: str, content: str) -> domish.Element:
+    element = domish.Element((sasl.NS_XMPP_SASL, name))
+    element.addContent(base64.b64encode(content.encode()).decode())
+    return element
 
 
 def test_scramExchange():
     """
-    The SCRAM mechanism completes an exchange with a real SCRAM server and
-    checks the server's final message.
+    A SCRAM login with a server that knows the password proves the
+    password to it and succeeds: the stream restarts.
     """
-    from presenced.client import Scram
-
-    server = scramServer()
-    client = Scram("SCRAM-SHA-256", "bot", "pw")
-    server.set_client_first(client.getInitialResponse().decode())
-    final = client.getResponse(server.get_server_first().encode())
-    server.set_client_final(final.decode())
-    client.verify(server.get_server_final().encode())
+    assert scramLogin(scramServer()) == [xmlstream.Reset]
 
 
 def test_scramServerMustProveThePassword():
     """
-    A success whose server signature is wrong fails the login.
+    A success whose server signature is not made from the password (the
+    server accepts the client's proof but signs with another password's
+    key) fails the login.
     """
-    import base64
-
-    from presenced.client import Scram
-
-    init = initializer("required", ["SCRAM-SHA-256"], encrypted=True)
-    init.setMechanism()
-    server = scramServer(password="not-the-password")
-    server.set_client_first(init.mechanism.getInitialResponse().decode())
-    init.mechanism.getResponse(server.get_server_first().encode())
-    failures = []
-    init._deferred = defer.Deferred()
-    init._deferred.addErrback(failures.append)
-    success = domish.Element((sasl.NS_XMPP_SASL, "success"))
-    success.addContent(base64.b64encode(b"v=" + base64.b64encode(b"x" * 32)).decode())
-    init.onSuccess(success)
-    assert failures and failures[0].check(sasl.SASLAuthError)
-    assert isinstance(init.mechanism, Scram)
+    [outcome] = scramLogin(scramServer(signingPassword="not-the-password"))
+    assert isinstance(outcome, Failure) and outcome.check(sasl.SASLAuthError)
+    assert "did not prove the password" in str(outcome.value)
 
 
 @pytest.mark.parametrize("sender", ["", " from='bot@example.test'"])

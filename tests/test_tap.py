@@ -17,6 +17,8 @@ from twisted.python import usage
 from presenced import tap
 from presenced.service import PresenceService
 
+from webhelpers import Connection
+
 
 @pytest.fixture(autouse=True)
 def hangupAsBefore():
@@ -127,6 +129,34 @@ def test_unopenableAccessLogRefusesToStart(tmp_path):
     service = tap.makeService(options, MemoryReactorClock())
     with pytest.raises(IsADirectoryError, match="access.log"):
         service.startService()
+
+
+def test_trustedProxiesFromTheFileReachTheAccessLog(tmp_path):
+    """
+    The [http] trusted_proxies of the settings file decide the client the
+    access log names: the one in X-Forwarded-For when a trusted proxy
+    forwards the request, the peer itself when another peer sends it.
+    """
+    accessLog = tmp_path / "access.log"
+    path = tmp_path / "ok.ini"
+    path.write_text(
+        "[xmpp]\njid = presence.example.com\nsecret = s\ndomain = example.com\n"
+        "[http]\nlisten = tcp:8080:interface=127.0.0.1\n"
+        f"access_log = {accessLog}\ntrusted_proxies = 10.0.0.5\n"
+        "[presence]\npublic = true\n"
+    )
+    options = tap.Options()
+    options.parseOptions(["-c", str(path)])
+    reactor = MemoryReactorClock()
+    service = tap.makeService(options, reactor)
+    service.startService()
+    [site] = [factory for port, factory, _, _ in reactor.tcpServers if port == 8080]
+    for peer in ("10.0.0.5", "192.0.2.44"):
+        Connection(site, peer).send("GET", "/plugins/presence/status?jid=alice@example.com&type=text",
+                                    headers={"X-Forwarded-For": "203.0.113.7"})
+    reactor.advance(1)
+    assert [line.split(" ")[0] for line in accessLog.read_text().splitlines()] == ['"203.0.113.7"', '"192.0.2.44"']
+    service.stopService()
 
 
 def test_hangupDuringStartUpIsAppliedOnceStarted(tmp_path):

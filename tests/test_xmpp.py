@@ -430,6 +430,10 @@ def test_rosterWithoutLinkFailsAtOnce(link):
 
 
 class FakeConnector:
+    """
+    A connector that counts the connection attempts asked of it.
+    """
+
     def __init__(self):
         self.attempts = 0
 
@@ -438,6 +442,32 @@ class FakeConnector:
 
     def stopConnecting(self):
         pass
+
+
+def timeToReconnect(clock: task.Clock, connector: FakeConnector) -> float:
+    """
+    Run C{clock}'s delayed calls in order until one asks C{connector} to
+    connect; the time that took.
+    """
+    start, attempts = clock.seconds(), connector.attempts
+    while connector.attempts == attempts:
+        clock.advance(min(call.getTime() for call in clock.getDelayedCalls()) - clock.seconds())
+    return clock.seconds() - start
+
+
+def connectionFails(factory: LinkStreamFactory, connector: FakeConnector, authenticated: bool = False) -> None:
+    """
+    A TCP connection that factory's stream gets, optionally authenticates
+    on, then loses.
+    """
+    xs = factory.buildProtocol(None)
+    xs.makeConnection(StringTransport())
+    if authenticated:
+        xs.dispatch(xs, xmlstream.STREAM_AUTHD_EVENT)
+    reason = Failure(Exception("closed"))
+    with capturedLogs():
+        xs.connectionLost(reason)
+        factory.clientConnectionLost(connector, reason)
 
 
 def test_retryDelayGrowsUntilAuthenticated():
@@ -451,19 +481,14 @@ def test_retryDelayGrowsUntilAuthenticated():
     connector = FakeConnector()
     delays = []
     for attempt in range(12):
-        xs = factory.buildProtocol(None)
-        xs.makeConnection(StringTransport())
-        factory.clientConnectionLost(connector, Failure(Exception("closed")))
-        delays.append(factory._callID.getTime() - clock.seconds())
-        clock.advance(delays[-1])
+        connectionFails(factory, connector)
+        delays.append(timeToReconnect(clock, connector))
     assert all(later >= earlier - 1e-9 for earlier, later in zip(delays, delays[1:]))
     assert delays[0] == pytest.approx(1.0)
+    assert delays[1] > delays[0]
     assert delays[-1] == pytest.approx(60)
-    xs = factory.buildProtocol(None)
-    xs.makeConnection(StringTransport())
-    xs.dispatch(xs, xmlstream.STREAM_AUTHD_EVENT)
-    factory.clientConnectionLost(connector, Failure(Exception("closed")))
-    assert factory._callID.getTime() - clock.seconds() == pytest.approx(1.0)
+    connectionFails(factory, connector, authenticated=True)
+    assert timeToReconnect(clock, connector) == pytest.approx(1.0)
 
 
 def test_rejectedSecretLogged():
@@ -499,14 +524,16 @@ def test_handshakeTimeout():
 
 def test_handshakeTimerCancelledOnSuccess():
     """
-    A completed handshake cancels the timeout.
+    A completed handshake cancels the timeout: the connection stays open.
     """
     clock = task.Clock()
     factory = LinkStreamFactory(ConnectComponentAuthenticator(COMPONENT, "secret"), clock)
     xs = factory.buildProtocol(None)
-    xs.makeConnection(StringTransport())
+    transport = StringTransport()
+    xs.makeConnection(transport)
     xs.dispatch(xs, xmlstream.STREAM_AUTHD_EVENT)
-    assert clock.getDelayedCalls() == []
+    clock.advance(factory.handshakeTimeout + 1)
+    assert not transport.disconnecting
 
 
 def iqIDs(link, namespace: str) -> list[str]:

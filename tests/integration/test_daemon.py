@@ -23,6 +23,7 @@ from pathlib import Path
 import pytest
 import pytest_twisted
 from twisted.internet import threads
+from twisted.internet.error import ConnectionRefusedError
 from twisted.web.client import readBody
 
 from presenced.sandbox.certificates import selfSigned, servedCertificate
@@ -135,7 +136,8 @@ async def test_badReloadKeepsOldSettings(world, daemon):
 @pytest_twisted.ensureDeferred
 async def test_reloadRebindsListener(world, daemon):
     """
-    A changed listen moves the HTTP service to the new port.
+    A changed listen moves the HTTP service to the new port, and the old
+    port refuses connections.
     """
     daemon.write(public=True)
     await daemon.start()
@@ -145,7 +147,7 @@ async def test_reloadRebindsListener(world, daemon):
     await daemon.reload()
     assert await world.text(f"jid=nobody@{world.server.domain}") == "Unavailable"
     world.port = oldPort
-    with pytest.raises(Exception):
+    with pytest.raises(ConnectionRefusedError):
         await world.text(f"jid=nobody@{world.server.domain}")
 
 
