@@ -634,13 +634,20 @@ class PresenceSite(server.Site):
         super().stopFactory()
 
 
+_NOT_FOUND = pages.notFound("Not found", "There is no such resource.")
+
+
 class _Directory(resource.Resource):
     """
-    A path segment holding named children; anything else is not found.
+    A path segment holding named children; anything else, the segment
+    itself included, is not found, whatever the method.
     """
 
     def getChild(self, name: bytes, request: server.Request) -> resource.IResource:
-        return pages.notFound("Not found", "There is no such resource.")
+        return _NOT_FOUND
+
+    def render(self, request: server.Request) -> bytes:
+        return _NOT_FOUND.render(request)
 
 
 def buildSite(status: StatusResource, health: HealthResource, reactor) -> PresenceSite:

@@ -630,6 +630,19 @@ def test_otherPathsAreNotFound(public):
     assert request(public.site, "GET", "/").code == 404
 
 
+@pytest.mark.parametrize("method", ["GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "BREW"])
+@pytest.mark.parametrize("path", ["/", "/plugins", "/plugins/presence", "/plugins/presence/", "/nowhere",
+                                  "/plugins/other/deeper"])
+def test_directoriesAreNotFoundWhateverTheMethod(public, method, path):
+    """
+    The directories above the resources answer every method as an unknown
+    path does, with a 404, and log nothing.
+    """
+    with capturedLogs() as events:
+        response = request(public.site, method, path)
+    assert (response.code, events) == (404, [])
+
+
 def test_redirectAfterRosterRead(private):
     """
     A redirect decided after a roster read is a complete, empty answer.
