@@ -11,7 +11,7 @@ and tracks the presence of no one else.
 
 from __future__ import annotations
 
-import presenced.wokkel_compat  # noqa: F401  (must precede wokkel)
+from presenced.wokkel_compat import rosterItem, rosterItems  # (must precede wokkel)
 
 from pathlib import Path
 from typing import Container
@@ -19,17 +19,19 @@ from typing import Container
 import scramp
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from twisted.internet import ssl
+from twisted.internet import defer, ssl
 from twisted.internet.interfaces import IReactorTime, ISSLTransport
 from twisted.logger import Logger
 from twisted.names.srvconnect import SRVConnector
 from twisted.words.protocols.jabber import client, sasl, sasl_mechanisms, xmlstream
 from twisted.words.protocols.jabber.error import StanzaError
-from twisted.words.protocols.jabber.jid import InvalidFormat, JID
-from wokkel.xmppim import XPATH_ROSTER_SET, PresenceClientProtocol, RosterClientProtocol, RosterItem
+from twisted.words.protocols.jabber.jid import JID
+from wokkel.xmppim import (NS_ROSTER, XPATH_ROSTER_SET, PresenceClientProtocol, RosterClientProtocol, RosterItem,
+                           RosterRequest)
 from zope.interface import implementer
 
 from presenced.config import ClientSettings, Settings, caCertificates
+from presenced.jids import InvalidJID
 from presenced.presence import PresenceTracker
 from presenced.ratelimit import RateLimitedLog
 from presenced.link import LinkMonitor, LinkService
@@ -228,15 +230,28 @@ class ContactRoster(RosterClientProtocol):
         """
         Take a roster push, only from the account itself (RFC 6121,
         2.1.6).  Anyone else's is refused before it is read, and a push
-        that cannot be read is refused too, so that neither is logged.
+        that cannot be read (not exactly one item, or one without a valid
+        JID) is refused too, so that neither is logged.
         """
         sender = iq.getAttribute("from")
         if sender is not None and sender.partition("/")[0] != self.parent.jid.userhost():
             raise StanzaError("service-unavailable")
+        items = list(iq.query.elements(NS_ROSTER, "item"))
         try:
-            return self._onRosterSet(iq)
-        except (KeyError, InvalidFormat):
-            raise StanzaError("bad-request") from None
+            if len(items) == 1:
+                rosterItem(items[0])
+                return self._onRosterSet(iq)
+        except InvalidJID:
+            pass
+        raise StanzaError("bad-request")
+
+    def getRoster(self) -> defer.Deferred[dict[JID, RosterItem]]:
+        """
+        The account's roster: its items by JID, those without a valid JID
+        left out.
+        """
+        return self.request(RosterRequest(stanzaType="get")).addCallback(
+            lambda iq: {item.entity: item for item in rosterItems(iq.query)})
 
     def setReceived(self, request) -> None:
         self._update(request.item)

@@ -6,7 +6,7 @@ subscribers-only answers; online resources are checked now and then.
 
 from __future__ import annotations
 
-import presenced.wokkel_compat  # noqa: F401  (must precede wokkel)
+from presenced.wokkel_compat import rosterItems  # (must precede wokkel)
 
 from twisted.internet import defer, task
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
@@ -19,7 +19,7 @@ from twisted.words.xish import domish
 from wokkel.component import Component
 from wokkel.generic import Request
 from wokkel.subprotocols import XMPPHandler
-from wokkel.xmppim import RosterItem, RosterRequest
+from wokkel.xmppim import RosterRequest
 
 from presenced.access import AccessPolicy, RosterCache, ServedScope
 from presenced.config import ComponentSettings, Settings
@@ -250,16 +250,9 @@ class RosterReader(XMPPHandler):
 
 
 def _subscribersFromRoster(iq: domish.Element) -> frozenset[str]:
-    found = set()
-    for query in iq.elements(NS_ROSTER, "query"):
-        for child in query.elements(NS_ROSTER, "item"):
-            try:
-                item = RosterItem.fromElement(child)
-            except (InvalidFormat, KeyError, ValueError):
-                continue
-            if item.subscriptionFrom and item.entity is not None:
-                found.add(item.entity.userhost())
-    return frozenset(found)
+    return frozenset(item.entity.userhost()
+                     for query in iq.elements(NS_ROSTER, "query")
+                     for item in rosterItems(query) if item.subscriptionFrom)
 
 
 def _rosterFailure(failure) -> None:

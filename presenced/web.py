@@ -35,6 +35,7 @@ IMAGE_TOKEN = "--IMAGE--"
 MAX_JID = 3071
 MAX_URL = 2048
 MAX_BODY = 64 * 1024
+MAX_PARAMETERS = 64
 MAX_PROOF = 256
 SERVER = b"presenced"
 
@@ -311,10 +312,20 @@ def formArguments(*encoded: bytes) -> dict[bytes, list[bytes]]:
     The parameters of query strings and form bodies, by name: only C{&}
     separates them (not C{;}, which twisted.web also takes), and a name
     given in more than one keeps all its values, in order.
+
+    @raise BadRequest: when there are more than L{MAX_PARAMETERS} items
+        between C{&}s, empty ones included, in all.
     """
     args: dict[bytes, list[bytes]] = {}
+    left = MAX_PARAMETERS
     for data in encoded:
-        for item in data.split(b"&"):
+        if not data:
+            continue
+        items = data.split(b"&", left)
+        left -= len(items)
+        if left < 0:
+            raise BadRequest(f"more than {MAX_PARAMETERS} parameters")
+        for item in items:
             name, equals, value = item.partition(b"=")
             if equals:
                 args.setdefault(unquote_to_bytes(name.replace(b"+", b" ")), []).append(
@@ -330,6 +341,9 @@ class PresenceRequest(server.Request):
 
     Its C{args} are those of L{formArguments}, from the query string and
     a form-encoded POST body together: a parameter in both is given twice.
+    They are read once, here: twisted.web is given the path without the
+    query string, and its site does not parse bodies.  A request with
+    more than L{MAX_PARAMETERS} is answered with 400.
     Answers name the server as C{presenced}, without a version.
     """
 
@@ -349,17 +363,27 @@ class PresenceRequest(server.Request):
         if self._received <= MAX_BODY:
             super().handleContentChunk(data)
 
+    def requestReceived(self, command: bytes, path: bytes, version: bytes) -> None:
+        self._target = path
+        super().requestReceived(command, path.partition(b"?")[0], version)
+
     def process(self) -> None:
+        self.uri = self._target
         if self._received > MAX_BODY:
-            self.setResponseCode(413)
-            self.setHeader(b"Content-Type", b"text/plain; charset=utf-8")
-            self.write(b"request body too large\n")
-            self.finish()
+            self._refuse(413, "request body too large")
             return
-        if self.method == b"POST" or b";" in self.uri:
-            # Otherwise twisted.web has read them as formArguments does.
+        try:
             self.args = formArguments(self.uri.partition(b"?")[2], self._formBody())
+        except BadRequest as e:
+            self._refuse(400, str(e))
+            return
         super().process()
+
+    def _refuse(self, code: int, reason: str) -> None:
+        body = _plain(self, code, reason)
+        self.setHeader(b"Content-Length", b"%d" % len(body))
+        self.write(body)
+        self.finish()
 
     def _formBody(self) -> bytes:
         if self.method != b"POST":
@@ -614,7 +638,7 @@ class PresenceSite(server.Site):
 
     def __init__(self, root: resource.IResource, status: StatusResource, health: HealthResource, reactor) -> None:
         self.logFormatter = ClientAddressFormatter()
-        super().__init__(root, reactor=reactor, logFormatter=self.logFormatter)
+        super().__init__(root, reactor=reactor, logFormatter=self.logFormatter, parsePOSTFormSubmission=False)
         self.status = status
         self.health = health
         self.accessLog: AccessLog | None = None
@@ -645,13 +669,20 @@ class PresenceSite(server.Site):
         super().stopFactory()
 
 
+_NOT_FOUND = pages.notFound("Not found", "There is no such resource.")
+
+
 class _Directory(resource.Resource):
     """
-    A path segment holding named children; anything else is not found.
+    A path segment holding named children; anything else, the segment
+    itself included, is not found, whatever the method.
     """
 
     def getChild(self, name: bytes, request: server.Request) -> resource.IResource:
-        return pages.notFound("Not found", "There is no such resource.")
+        return _NOT_FOUND
+
+    def render(self, request: server.Request) -> bytes:
+        return _NOT_FOUND.render(request)
 
 
 def buildSite(status: StatusResource, health: HealthResource, reactor) -> PresenceSite:

@@ -11,7 +11,8 @@ flooding the log with warnings.  Every presenced module imports wokkel
 only after this one.
 
 L{ReplyCheckingStreamManager} is wokkel's stream manager without its
-forgeable IQ replies; presenced's links are built on it.
+forgeable IQ replies; presenced's links are built on it.  L{rosterItems}
+reads a roster without failing on a JID that Twisted's parser cannot read.
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ from twisted.internet import defer
 from twisted.python import compat
 from twisted.words.xish import domish
 
+from presenced import jids
+
 if not hasattr(compat, "_PY3"):
     compat._PY3 = True  # type: ignore[attr-defined]
 
@@ -37,6 +40,7 @@ warnings.filterwarnings(
 )
 
 from wokkel.subprotocols import StreamManager  # noqa: E402  (after the fixes above)
+from wokkel.xmppim import NS_ROSTER, RosterItem  # noqa: E402
 
 
 class ReplyCheckingStreamManager(StreamManager):
@@ -91,3 +95,28 @@ class ReplyCheckingStreamManager(StreamManager):
         xs = self.xmlstream
         account = getattr(xs.authenticator, "jid", None) or xs.thisEntity
         return account.userhost() if account is not None else None
+
+
+def rosterItem(element: domish.Element) -> RosterItem:
+    """
+    The roster item C{element} holds, as wokkel reads it, its C{jid} read
+    by L{presenced.jids} first: wokkel reads it with Twisted's parser,
+    which fails on some (C{a@b..c}) with C{IndexError}.
+
+    @raise jids.InvalidJID: when the item has no C{jid}, or it is not a JID.
+    """
+    jids.parse(element.getAttribute("jid") or "")
+    return RosterItem.fromElement(element)
+
+
+def rosterItems(query: domish.Element | None) -> list[RosterItem]:
+    """
+    The items of a roster C{query}, those without a valid JID left out.
+    """
+    items = []
+    for element in () if query is None else query.elements(NS_ROSTER, "item"):
+        try:
+            items.append(rosterItem(element))
+        except jids.InvalidJID:
+            continue
+    return items

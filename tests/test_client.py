@@ -288,7 +288,8 @@ def test_rosterPushFromAnyoneElseRefusedUnread(item):
     assert link.service.mode.contacts.contacts == set()
 
 
-@pytest.mark.parametrize("item", ["<item/>", "<item jid='a@@b'/>"])
+@pytest.mark.parametrize("item", ["<item/>", "<item jid='a@@b'/>", "<item jid='a@b..c'/>", "",
+                                  "<item jid='a@example.test'/><item jid='b@example.test'/>"])
 def test_malformedRosterPushRefused(item):
     """
     A roster push from the account that cannot be read is refused as a
@@ -385,3 +386,19 @@ def test_rosterResultOnlyFromTheAccount(sender):
     link.receive(f"<iq type='result' id='{requestID}'{sender}><query xmlns='jabber:iq:roster'>"
                  "<item jid='alice@example.test' subscription='both'/></query></iq>")
     assert contacts.mayView("alice@example.test", None)
+
+
+def test_rosterItemWithABadJIDIsSkipped():
+    """
+    An item of the account's roster whose JID cannot be read is left out;
+    the rest of the roster is read.
+    """
+    link = ClientLink()
+    [requestID] = [part.split("id='")[1].split("'")[0]
+                   for part in link.transport.value().decode().split("<iq ")[1:] if "jabber:iq:roster" in part]
+    with capturedLogs() as events:
+        link.receive(f"<iq type='result' id='{requestID}'><query xmlns='jabber:iq:roster'>"
+                     "<item jid='a@b..c' subscription='both'/><item jid='alice@example.test' subscription='both'/>"
+                     "</query></iq>")
+    assert link.service.mode.contacts.contacts == {"alice@example.test"}
+    assert [e for e in events if e["log_level"] >= LogLevel.warn] == []

@@ -440,6 +440,52 @@ def test_formArgumentsAsTwistedWithoutSemicolons():
         assert formArguments(query) == http.parse_qs(query, 1)
 
 
+def test_moreThan64ParametersAreABadRequest(public):
+    """
+    A request with more than 64 parameters, counting the query string and
+    the form body together and empty ones too, is a bad request.
+    """
+    public.online("alice@example.test", status="Hello")
+    form = {"Content-Type": "application/x-www-form-urlencoded"}
+    padding = "&".join(f"p{number}=1" for number in range(62))
+    assert public.get(f"jid=alice@example.test&type=text&{padding}").body == b"Hello"
+    tooMany = [
+        public.get(f"jid=alice@example.test&type=text&{padding}&p=1"),
+        request(public.site, "POST", f"{STATUS}?jid=alice@example.test&{padding}", b"type=text&p=1", form),
+        request(public.site, "POST", f"{STATUS}?jid=alice@example.test", b"&" * 65536, form),
+        public.get("jid=alice@example.test" + "&" * 16000),
+    ]
+    assert [(r.code, r.body) for r in tooMany] == [(400, b"more than 64 parameters\n")] * 4
+
+
+def test_parametersAreNotReadByTwisted(public, monkeypatch):
+    """
+    twisted.web's own parameter parser, which costs much more for some
+    input, is not used: neither for query strings nor for form bodies.
+    """
+    def refuse(*args, **kwargs):
+        raise AssertionError("twisted.web parsed parameters")
+
+    monkeypatch.setattr(http, "parse_qs", refuse)
+    public.online("alice@example.test", status="Hello")
+    assert public.get("jid=alice@example.test&type=text").body == b"Hello"
+    assert public.get("jid=alice%40example.test&type=text", method="POST").body == b"Hello"
+
+
+def test_multipartBodyIsIgnoredUnread(public):
+    """
+    A POST body that is not form-encoded, such as a multipart one, is not
+    read at all, not even when it is malformed: the query string alone
+    is the request.
+    """
+    public.online("alice@example.test", status="Hello")
+    connection = Connection(public.site)
+    connection.send("POST", f"{STATUS}?jid=alice@example.test&type=text", b"not multipart at all",
+                    {"Content-Type": "multipart/form-data; boundary=x"})
+    assert connection.response().body == b"Hello"
+    assert not connection.transport.disconnecting
+
+
 def test_headAnswersTheLengthOfGetAndNothingElse(public):
     """
     A HEAD answer carries the headers of the GET answer, its length
@@ -628,6 +674,19 @@ def test_otherPathsAreNotFound(public):
     """
     assert request(public.site, "GET", "/plugins/presence/other").code == 404
     assert request(public.site, "GET", "/").code == 404
+
+
+@pytest.mark.parametrize("method", ["GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "BREW"])
+@pytest.mark.parametrize("path", ["/", "/plugins", "/plugins/presence", "/plugins/presence/", "/nowhere",
+                                  "/plugins/other/deeper"])
+def test_directoriesAreNotFoundWhateverTheMethod(public, method, path):
+    """
+    The directories above the resources answer every method as an unknown
+    path does, with a 404, and log nothing.
+    """
+    with capturedLogs() as events:
+        response = request(public.site, method, path)
+    assert (response.code, events) == (404, [])
 
 
 def test_redirectAfterRosterRead(private):

@@ -391,6 +391,22 @@ def test_rosterRead(link):
     assert results == [frozenset({f"bob@{DOMAIN}", f"carol@{DOMAIN}"})]
 
 
+@pytest.mark.parametrize("bad", ["a@b..c", "a@.", "", "a@@b"])
+def test_rosterItemWithABadJIDIsSkipped(link, bad):
+    """
+    A roster item whose JID cannot be read is left out; the rest of the
+    roster is read.
+    """
+    results = []
+    link.rosters.subscribers(f"alice@{DOMAIN}").addBoth(results.append)
+    [rosterID] = iqIDs(link, "jabber:iq:roster")
+    link.receive(
+        f"<iq type='result' id='{rosterID}' from='alice@{DOMAIN}' to='{COMPONENT}'>"
+        f"<query xmlns='jabber:iq:roster'><item jid='{bad}' subscription='both'/>"
+        f"<item jid='bob@{DOMAIN}' subscription='both'/></query></iq>")
+    assert results == [frozenset({f"bob@{DOMAIN}"})]
+
+
 def test_rosterErrorFails(link):
     """
     An error answer fails the read with RosterUnavailable.
