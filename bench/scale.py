@@ -27,7 +27,7 @@ from pathlib import Path
 from twisted.internet.testing import StringTransport
 
 from presenced.config import fromString
-from presenced.service import PresenceService
+from presenced.tap import buildService
 
 DOMAIN = "example.test"
 COMPONENT = "presence.example.test"
@@ -109,7 +109,7 @@ def chunked(parts: list[str]) -> list[bytes]:
 def connectedService(port: int = 0):
     from twisted.internet import reactor
 
-    service = PresenceService(settings(port), reactor)
+    service = buildService(settings(port), reactor)
     xs = service.connection.factory.buildProtocol(None)
     xs.makeConnection(StringTransport())
     xs.dataReceived(

@@ -1,7 +1,7 @@
 """
-The daemon's top service: the XMPP link feeding the presence model and
-the HTTP listeners serving it, built from one settings object; and
-reloading the settings on SIGHUP.
+The daemon's top service: it holds the XMPP link feeding the presence
+model and the HTTP listeners serving it (built by L{presenced.tap}), and
+reloads the settings on SIGHUP.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from twisted.internet import defer
 from twisted.logger import Logger
 
 from presenced.access import ServedScope
-from presenced.answers import AnswerRenderer, loadImages
+from presenced.answers import loadImages
 from presenced.client import ClientMode
 from presenced.component import ComponentMode
 from presenced.config import ConfigError, ReloadRefused, Settings, load
@@ -22,8 +22,7 @@ from presenced.feed import PresenceFeed
 from presenced.link import LinkMonitor
 from presenced.listeners import Listeners
 from presenced.presence import PresenceTracker
-from presenced.sign import RequesterCheck
-from presenced.web import AccessLog, HealthReport, HealthResource, StatusResource, buildSite
+from presenced.web import AccessLog, HealthReport, PresenceSite
 
 
 class PresenceService(MultiService):
@@ -61,40 +60,29 @@ class PresenceService(MultiService):
 
     log = Logger()
 
-    def __init__(self, settings: Settings, reactor, configPath: str | None = None,
+    def __init__(self, settings: Settings, reactor, *, tracker: PresenceTracker, link: LinkMonitor,
+                 scope: ServedScope, mode: ComponentMode | ClientMode, feed: PresenceFeed, site: PresenceSite,
+                 listeners: Listeners, health: HealthReport, configPath: str | None = None,
                  reloadOnHangup: bool = False) -> None:
         super().__init__()
         self.settings = settings
         self.reactor = reactor
         self.configPath = configPath
         self.reloadOnHangup = reloadOnHangup
-        self.tracker = PresenceTracker()
+        self.tracker = tracker
+        self.link = link
+        self.scope = scope
+        self.mode = mode
+        self.feed = feed
+        self.connection = mode.connection
+        self.site = site
+        self.listeners = listeners
+        self.health = health
         self._reloading: defer.Deferred[bool] | None = None
         self._reloadAgain: defer.Deferred[bool] | None = None
         self._reloadOnStart = False
-
-        xmpp, presence = settings.xmpp, settings.presence
-        self.link = LinkMonitor(reactor)
-        self.scope = ServedScope(xmpp.servedDomains)
-        self.mode = (ClientMode if xmpp.mode == "client" else ComponentMode)(
-            settings, reactor, self.tracker, self.link, self.scope)
-        self.feed = PresenceFeed(self.tracker, self.scope, reactor, self.mode.tracks)
-        self.connection = self.mode.connection
         self.connection.setName("xmpp")
         self.connection.setServiceParent(self)
-        for handler in [self.link, self.feed, *self.mode.handlers]:
-            handler.setHandlerParent(self.connection)
-
-        renderer = AnswerRenderer(loadImages(settings.http.images), presence.labels)
-        status = StatusResource(self.tracker, self.mode.policy, renderer, self.scope,
-                                RequesterCheck.fromSettings(presence, reactor))
-        status.redirectHosts = settings.http.redirect_hosts
-        self.health = HealthReport(self.link, self.tracker)
-        health = HealthResource(self.health)
-        health.detailsFrom = settings.http.health_details_from
-        self.site = buildSite(status, health, reactor)
-        self.site.logFormatter.trusted = settings.http.trusted_proxies
-        self.listeners = Listeners(self.site, reactor, settings.http.listen)
         self.listeners.setServiceParent(self)
         if reloadOnHangup:
             signal.signal(signal.SIGHUP, self._hangup)

@@ -10,8 +10,18 @@ import socket
 from twisted.python import usage
 
 from presenced import __version__
+from presenced.access import ServedScope
+from presenced.answers import AnswerRenderer, loadImages
+from presenced.client import ClientMode
+from presenced.component import ComponentMode
 from presenced.config import ConfigError, Settings, load
+from presenced.feed import PresenceFeed
+from presenced.link import LinkMonitor
+from presenced.listeners import Listeners
+from presenced.presence import PresenceTracker
 from presenced.service import PresenceService
+from presenced.sign import RequesterCheck
+from presenced.web import HealthReport, HealthResource, StatusResource, buildSite
 
 
 class Options(usage.Options):
@@ -67,11 +77,43 @@ def makeService(options: Options, reactor=None) -> PresenceService:
         from twisted.internet import reactor
     settings = loadSettings(options["config"])
     try:
-        service = PresenceService(settings, reactor, configPath=options["config"], reloadOnHangup=True)
+        service = buildService(settings, reactor, configPath=options["config"], reloadOnHangup=True)
     except OSError as e:
         raise SystemExit(f"presenced: refusing to start: {e}") from None
     reactor.callWhenRunning(notifySystemd, "READY=1")
     return service
+
+
+def buildService(settings: Settings, reactor, configPath: str | None = None,
+                 reloadOnHangup: bool = False) -> PresenceService:
+    """
+    The service tree for C{settings}, data flowing one way: the link and
+    the mode's handlers feed the presence model, which the site reads
+    through the access rules; all of them ask one served scope.
+
+    @param configPath: the settings file that reloads read.
+    @param reloadOnHangup: whether SIGHUP reloads it.
+    @raise OSError: an icon cannot be read.
+    """
+    xmpp, presence, http = settings.xmpp, settings.presence, settings.http
+    tracker = PresenceTracker()
+    link = LinkMonitor(reactor)
+    scope = ServedScope(xmpp.servedDomains)
+    mode = (ClientMode if xmpp.mode == "client" else ComponentMode)(settings, reactor, tracker, link, scope)
+    feed = PresenceFeed(tracker, scope, reactor, mode.tracks)
+    for handler in [link, feed, *mode.handlers]:
+        handler.setHandlerParent(mode.connection)
+
+    status = StatusResource(tracker, mode.policy, AnswerRenderer(loadImages(http.images), presence.labels), scope,
+                            RequesterCheck.fromSettings(presence, reactor))
+    health = HealthReport(link, tracker)
+    site = buildSite(status, HealthResource(health), reactor)
+    site.reconfig(settings, status.renderer.images)
+    return PresenceService(
+        settings, reactor, tracker=tracker, link=link, scope=scope, mode=mode, feed=feed, site=site,
+        listeners=Listeners(site, reactor, http.listen), health=health,
+        configPath=configPath, reloadOnHangup=reloadOnHangup,
+    )
 
 
 def notifySystemd(state: str) -> None:

@@ -264,12 +264,15 @@ class StatusResource(resource.Resource):
         request.setHeader(b"Content-Length", b"%d" % len(body))
         return b""
 
+    render_POST = render_GET
+
     def render(self, request: server.Request) -> bytes | int:
-        method = request.method
-        if method == b"GET" or method == b"POST":
-            return self.render_GET(request)
-        if method == b"HEAD":
-            return self.render_HEAD(request)
+        """
+        Dispatch as L{resource.Resource} does; any other method gets a
+        plain 405 naming the allowed ones.
+        """
+        if request.method in self.allowedMethods:
+            return super().render(request)
         request.setHeader(b"Allow", b", ".join(self.allowedMethods))
         return _plain(request, 405, "only GET, HEAD and POST are allowed")
 

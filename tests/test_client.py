@@ -201,10 +201,10 @@ class ClientLink:
 
     def __init__(self, extra: str = "") -> None:
         from presenced.config import fromString
-        from presenced.service import PresenceService
+        from presenced.tap import buildService
 
         self.clock = task.Clock()
-        self.service = PresenceService(fromString(f"""
+        self.service = buildService(fromString(f"""
 [xmpp]
 mode = client
 jid = bot@example.test/web

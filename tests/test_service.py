@@ -21,7 +21,7 @@ from twisted.python.failure import Failure
 from presenced.config import load
 from presenced.presence import ResourcePresence, State
 from presenced.sandbox.certificates import selfSigned
-from presenced.service import PresenceService
+from presenced.tap import buildService
 
 from webhelpers import request
 
@@ -87,7 +87,7 @@ class Daemon:
         self.path = tmp_path / "presenced.ini"
         self.write()
         self.reactor = RecordingReactor()
-        self.service = PresenceService(load(str(self.path)), self.reactor, configPath=str(self.path))
+        self.service = buildService(load(str(self.path)), self.reactor, configPath=str(self.path))
         self.service.startService()
 
     def write(self, **changes):

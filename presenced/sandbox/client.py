@@ -2,8 +2,9 @@
 Real XMPP clients for the sandbox: log in, set presence, manage
 subscriptions.
 
-They log in over plain TCP with SASL PLAIN, which the sandbox's loopback
-Prosody allows; they are not meant for any other server.
+They log in over plain TCP with presenced's own account authenticator
+(SCRAM where offered, else PLAIN, which only a loopback server may get
+without TLS); they are not meant for any other server.
 """
 
 from __future__ import annotations
@@ -12,27 +13,13 @@ import presenced.wokkel_compat  # noqa: F401  (must precede wokkel)
 
 from twisted.internet import defer
 from twisted.internet.endpoints import TCP4ClientEndpoint
-from twisted.words.protocols.jabber import client, sasl, xmlstream
+from twisted.words.protocols.jabber import xmlstream
 from twisted.words.protocols.jabber.jid import JID
 from wokkel.subprotocols import StreamManager
 from wokkel.xmppim import PresenceClientProtocol, RosterClientProtocol
 
+from presenced.client import AccountAuthenticator
 from presenced.streamparser import LinkXmlStream
-
-
-class _LoopbackAuthenticator(client.XMPPAuthenticator):
-    """
-    Client stream set-up without STARTTLS, for a loopback test server.
-    """
-
-    def associateWithStream(self, xs: xmlstream.XmlStream) -> None:
-        xmlstream.ConnectAuthenticator.associateWithStream(self, xs)
-        xs.initializers = [
-            client.CheckVersionInitializer(xs),
-            sasl.SASLInitiatingInitializer(xs, required=True),
-            client.BindInitializer(xs, required=True),
-            client.SessionInitializer(xs, required=False),
-        ]
 
 
 class _SubscriptionAutoApprover(PresenceClientProtocol):
@@ -56,7 +43,7 @@ class SandboxClient:
         self.password = password
         self.host = host
         self.port = port
-        self.factory = xmlstream.XmlStreamFactory(_LoopbackAuthenticator(self.jid, password))
+        self.factory = xmlstream.XmlStreamFactory(AccountAuthenticator(self.jid, password, tls="off", caFile=None))
         self.factory.protocol = LinkXmlStream  # also parses what hostile tests send
         self.manager = StreamManager(self.factory, reactor=reactor)
         self.manager.jid = self.jid  # wokkel checks roster pushes against it

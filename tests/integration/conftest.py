@@ -17,6 +17,7 @@ from presenced.config import fromString
 from presenced.sandbox.client import SandboxClient
 from presenced.sandbox.prosody import Prosody, freePort
 from presenced.service import PresenceService
+from presenced.tap import buildService
 
 PASSWORD = "integration-password"
 _names = itertools.count(1)
@@ -118,7 +119,7 @@ public = {"true" if public else "false"}
         """
         Run presenced in this reactor against the server.
         """
-        self.service = PresenceService(fromString(self.settings(public, **keys)), reactor)
+        self.service = buildService(fromString(self.settings(public, **keys)), reactor)
         self.service.startService()
         if waitForLink:
             await until(lambda: self.service.link.connected)

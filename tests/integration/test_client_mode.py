@@ -15,6 +15,7 @@ from twisted.words.protocols.jabber.jid import JID
 from presenced.config import fromString
 from presenced.presence import State
 from presenced.service import PresenceService
+from presenced.tap import buildService
 
 from conftest import PASSWORD, until
 
@@ -39,7 +40,7 @@ public = true
 
 
 async def startClientMode(world, account: str, extra: str = "") -> PresenceService:
-    world.service = PresenceService(fromString(clientSettings(world, account, extra)), reactor)
+    world.service = buildService(fromString(clientSettings(world, account, extra)), reactor)
     world.service.startService()
     await until(lambda: world.service.link.connected)
     return world.service
@@ -206,7 +207,7 @@ async def test_loginOverVerifiedTLS(tls_world):
     """
     world = tls_world
     bot = world.user("bot")
-    world.service = PresenceService(fromString(tlsSettings(world, bot, str(world.server.certificate))), reactor)
+    world.service = buildService(fromString(tlsSettings(world, bot, str(world.server.certificate))), reactor)
     world.service.startService()
     await until(lambda: world.service.link.connected)
     assert ISSLTransport.providedBy(world.service.connection.xmlstream.transport)
@@ -225,7 +226,7 @@ async def test_everyCertificateOfTheCABundleIsTrusted(tls_world, tmp_path):
     otherCA, _ = selfSigned("other-ca.test", tmp_path)
     bundle = tmp_path / "bundle.pem"
     bundle.write_bytes(otherCA.read_bytes() + world.server.certificate.read_bytes())
-    world.service = PresenceService(fromString(tlsSettings(world, bot, str(bundle))), reactor)
+    world.service = buildService(fromString(tlsSettings(world, bot, str(bundle))), reactor)
     world.service.startService()
     await until(lambda: world.service.link.connected)
     assert ISSLTransport.providedBy(world.service.connection.xmlstream.transport)
@@ -240,7 +241,7 @@ async def test_untrustedCertificateRefused(tls_world):
     world = tls_world
     bot = world.user("bot")
     with capturedLogs() as events:
-        world.service = PresenceService(fromString(tlsSettings(world, bot, None)), reactor)
+        world.service = buildService(fromString(tlsSettings(world, bot, None)), reactor)
         world.service.startService()
         await until(lambda: any("certificate verify failed" in formatEvent(e) for e in events), timeout=15)
     assert not world.service.link.connected
@@ -284,7 +285,7 @@ async def test_loginOverDirectTLS(tls_world):
     settings = tlsSettings(world, bot, str(world.server.certificate)).replace(
         "tls = required", "tls = direct").replace(f"port = {world.server.c2sPort}",
                                                   f"port = {world.server.directTLSPort}")
-    world.service = PresenceService(fromString(settings), reactor)
+    world.service = buildService(fromString(settings), reactor)
     world.service.startService()
     await until(lambda: world.service.link.connected)
     assert ISSLTransport.providedBy(world.service.connection.xmlstream.transport)
@@ -299,7 +300,7 @@ async def test_clientModeReload(world, tmp_path):
     bot = world.user("bot")
     path = tmp_path / "presenced.ini"
     path.write_text(clientSettings(world, bot))
-    world.service = PresenceService(fromString(path.read_text()), reactor, configPath=str(path))
+    world.service = buildService(fromString(path.read_text()), reactor, configPath=str(path))
     world.service.startService()
     await until(lambda: world.service.link.connected)
     assert world.service.connection.xmlstream.authenticator.jid.resource == "presenced"

@@ -12,7 +12,7 @@ from twisted.internet import reactor, threads
 
 from presenced.config import fromString
 from presenced.sandbox.certificates import selfSigned, servedCertificate
-from presenced.service import PresenceService
+from presenced.tap import buildService
 
 
 @pytest_twisted.ensureDeferred
@@ -24,7 +24,7 @@ async def test_httpsListener(world, tmp_path):
     settings = world.settings().replace(
         f"listen = tcp:{world.port}:interface=127.0.0.1",
         f"listen = ssl:{world.port}:interface=127.0.0.1:privateKey={key}:certKey={cert}")
-    world.service = PresenceService(fromString(settings), reactor)
+    world.service = buildService(fromString(settings), reactor)
     world.service.startService()
     context = ssl.create_default_context(cafile=str(cert))
     url = f"https://localhost:{world.port}/plugins/presence/status?jid=nobody@{world.server.domain}&type=text"
@@ -48,7 +48,7 @@ async def test_certificateRenewedOnReload(world, tmp_path):
         f"listen = ssl:{world.port}:interface=127.0.0.1:privateKey={key}:certKey={cert}")
     path = tmp_path / "presenced.ini"
     path.write_text(settings)
-    world.service = PresenceService(fromString(settings), reactor, configPath=str(path))
+    world.service = buildService(fromString(settings), reactor, configPath=str(path))
     world.service.startService()
 
     def served() -> str:
