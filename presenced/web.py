@@ -479,6 +479,13 @@ class HealthResource(resource.Resource):
             body = {"xmpp": body["xmpp"]}
         return _send(request, Body(JSON, json.dumps(body).encode("utf-8")), 200 if healthy else 503)
 
+    def render_HEAD(self, request: server.Request) -> bytes:
+        """
+        The headers of the GET answer, its length included, and no body.
+        """
+        request.setHeader(b"Content-Length", b"%d" % len(self.render_GET(request)))
+        return b""
+
 
 class AccessLog:
     """

@@ -753,6 +753,22 @@ def test_health(public):
     assert (response.code, json.loads(response.body)) == (503, {"xmpp": "disconnected"})
 
 
+def test_healthHeadAnswersTheLengthOfGetAndLogsNothing(public):
+    """
+    A HEAD of health answers as GET does, with the length of its body but
+    without it, and logs nothing.
+    """
+    for health, code in [((True, {"xmpp": "connected"}), 200), ((False, {"xmpp": "disconnected"}), 503)]:
+        public.health = health
+        connection = Connection(public.site)
+        with capturedLogs() as events:
+            connection.send("HEAD", "/plugins/presence/health")
+        response = connection.response(withBody=False)
+        assert (response.code, response.headers["content-length"], events) == (
+            code, str(len(json.dumps(health[1]))), [])
+        assert connection.transport.value() == b""
+
+
 def healthFrom(fixture, peer, forwarded=None):
     """
     The JSON body of a health answer to a request from C{peer}.
