@@ -336,11 +336,26 @@ def formArguments(*encoded: bytes) -> dict[bytes, list[bytes]]:
     return args
 
 
+def _rawAnswer(status: bytes, body: Body) -> bytes:
+    """
+    A whole HTTP answer that closes the connection, for a request that
+    twisted.web is not to answer.
+    """
+    headers = ((b"Server", SERVER), *body.headers, (b"Content-Length", b"%d" % len(body.data)),
+               (b"Connection", b"close"))
+    return b"".join([b"HTTP/1.1 " + status + b"\r\n", *(name + b": " + value + b"\r\n" for name, value in headers),
+                     b"\r\n", body.data])
+
+
+_BODY_TOO_LARGE = _rawAnswer(b"413 Request Entity Too Large", Body(TEXT, b"request body too large\n"))
+
+
 class PresenceRequest(server.Request):
     """
-    A request whose body is capped at L{MAX_BODY} bytes: a larger one is
-    answered with 413 and never kept in memory or on disk.  Bodies are
-    kept in memory, those of unknown length (chunked) too.
+    A request whose body is capped at L{MAX_BODY} bytes: as soon as a
+    larger one is announced or passes the cap, it is answered with 413
+    and the connection is closed, the rest of the body unread.  Bodies
+    are kept in memory, those of unknown length (chunked) too.
 
     Its C{args} are those of L{formArguments}, from the query string and
     a form-encoded POST body together: a parameter in both is given twice.
@@ -351,6 +366,7 @@ class PresenceRequest(server.Request):
     """
 
     _received = 0
+    _refused = False
     defaultContentType = None
 
     def write(self, data: bytes) -> None:
@@ -360,21 +376,32 @@ class PresenceRequest(server.Request):
 
     def gotLength(self, length: int | None) -> None:
         super().gotLength(MAX_BODY if length is None else min(length, MAX_BODY))
+        if length is not None and length > MAX_BODY:
+            self._refuseBody()
 
     def handleContentChunk(self, data: bytes) -> None:
+        if self._refused:
+            return
         self._received += len(data)
-        if self._received <= MAX_BODY:
+        if self._received > MAX_BODY:
+            self._refuseBody()
+        else:
             super().handleContentChunk(data)
 
+    def _refuseBody(self) -> None:
+        self._refused = True
+        self.requestHeaders.removeHeader(b"expect")
+        self.channel.transport.write(_BODY_TOO_LARGE)
+        self.channel.loseConnection()
+
     def requestReceived(self, command: bytes, path: bytes, version: bytes) -> None:
+        if self._refused:
+            return
         self._target = path
         super().requestReceived(command, path.partition(b"?")[0], version)
 
     def process(self) -> None:
         self.uri = self._target
-        if self._received > MAX_BODY:
-            self._refuse(413, "request body too large")
-            return
         try:
             self.args = formArguments(self.uri.partition(b"?")[2], self._formBody())
         except BadRequest as e:
@@ -465,6 +492,13 @@ class HealthResource(resource.Resource):
         if client is None or not _within(client, self.detailsFrom):
             body = {"xmpp": body["xmpp"]}
         return _send(request, Body(JSON, json.dumps(body).encode("utf-8")), 200 if healthy else 503)
+
+    def render_HEAD(self, request: server.Request) -> bytes:
+        """
+        The headers of the GET answer, its length included, and no body.
+        """
+        request.setHeader(b"Content-Length", b"%d" % len(self.render_GET(request)))
+        return b""
 
 
 class AccessLog:

@@ -556,6 +556,43 @@ def test_oversizedChunkedBodyRefused(public):
     assert connection.response().code == 413
 
 
+def test_bodyAnnouncedOverTheLimitRefusedAtOnce(public):
+    """
+    A POST whose Content-Length is over the limit is answered with 413 as
+    soon as its headers are in, and the connection is closed: the body is
+    not waited for, and what still comes is not read.
+    """
+    connection = Connection(public.site)
+    with capturedLogs() as events:
+        connection.channel.dataReceived(
+            b"POST " + STATUS.encode() + b" HTTP/1.1\r\nHost: presence.example.test\r\n"
+            b"Content-Type: application/x-www-form-urlencoded\r\nExpect: 100-continue\r\n"
+            b"Content-Length: 1000000000\r\n\r\n")
+        response = connection.response()
+        assert (response.code, response.body) == (413, b"request body too large\n")
+        assert connection.transport.disconnecting
+        connection.channel.dataReceived(b"jid=alice@example.test&" + b"x" * 100_000)
+    assert (connection.transport.value(), events) == (b"", [])
+
+
+def test_chunkedBodyRefusedOnceOverTheLimit(public):
+    """
+    A chunked POST body is answered with 413, and the connection closed,
+    as soon as it passes the limit, before the rest is sent.
+    """
+    connection = Connection(public.site)
+    connection.channel.dataReceived(
+        b"POST " + STATUS.encode() + b" HTTP/1.1\r\nHost: presence.example.test\r\n"
+        b"Content-Type: application/x-www-form-urlencoded\r\nTransfer-Encoding: chunked\r\n\r\n")
+    chunk = b"x" * 4096
+    for _ in range(16):
+        connection.channel.dataReceived(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+    assert connection.transport.value() == b""
+    connection.channel.dataReceived(b"1\r\nx\r\n")
+    assert connection.response().code == 413
+    assert connection.transport.disconnecting
+
+
 def test_answersCarrySafetyHeaders(public):
     """
     Answers forbid content sniffing and run nothing when opened directly.
@@ -714,6 +751,22 @@ def test_health(public):
     public.health = (False, {"xmpp": "disconnected"})
     response = request(public.site, "GET", "/plugins/presence/health")
     assert (response.code, json.loads(response.body)) == (503, {"xmpp": "disconnected"})
+
+
+def test_healthHeadAnswersTheLengthOfGetAndLogsNothing(public):
+    """
+    A HEAD of health answers as GET does, with the length of its body but
+    without it, and logs nothing.
+    """
+    for health, code in [((True, {"xmpp": "connected"}), 200), ((False, {"xmpp": "disconnected"}), 503)]:
+        public.health = health
+        connection = Connection(public.site)
+        with capturedLogs() as events:
+            connection.send("HEAD", "/plugins/presence/health")
+        response = connection.response(withBody=False)
+        assert (response.code, response.headers["content-length"], events) == (
+            code, str(len(json.dumps(health[1]))), [])
+        assert connection.transport.value() == b""
 
 
 def healthFrom(fixture, peer, forwarded=None):
