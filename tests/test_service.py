@@ -6,24 +6,27 @@ with an in-memory reactor and clock.
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 from OpenSSL.crypto import FILETYPE_PEM, dump_certificate
 from OpenSSL.SSL import Connection
 from twisted.internet.error import CannotListenError
-from twisted.internet.interfaces import IOpenSSLServerConnectionCreator
+from twisted.internet.interfaces import IListeningPort, IOpenSSLServerConnectionCreator
 from twisted.internet.protocol import Factory, Protocol
-from twisted.internet.testing import MemoryReactorClock, StringTransport, _FakePort
+from twisted.internet.address import IPv4Address
+from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.logger import LogLevel, capturedLogs, formatEvent
 from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.python.failure import Failure
+from zope.interface import implementer
 
 from presenced.config import load
 from presenced.presence import ResourcePresence, State
 from presenced.sandbox.certificates import selfSigned
 from presenced.tap import buildService
 
-from webhelpers import request
+from webhelpers import Connection, request
 
 BASE = {
     "xmpp": {"jid": "presence.example.test", "secret": "s1", "host": "127.0.0.1",
@@ -56,13 +59,7 @@ class RecordingReactor(MemoryReactorClock):
         if port in self.busy:
             raise CannotListenError(interface, port, OSError("Address already in use"))
         self.events.append(("listen", port))
-        reactor = self
-
-        class Port(_FakePort):
-            def stopListening(self):
-                reactor.events.append(("close", port))
-
-        return Port(None)
+        return RecordedPort(self, port)
 
     def servedCertificate(self) -> bytes:
         """
@@ -76,6 +73,26 @@ class RecordingReactor(MemoryReactorClock):
         else:
             connection = Connection(creator.getContext(), None)
         return dump_certificate(FILETYPE_PEM, connection.get_certificate())
+
+
+@implementer(IListeningPort)
+class RecordedPort:
+    """
+    A port of L{RecordingReactor}, which records when it stops listening.
+    """
+
+    def __init__(self, reactor: RecordingReactor, port: int) -> None:
+        self.reactor = reactor
+        self.port = port
+
+    def startListening(self) -> None:
+        pass
+
+    def stopListening(self) -> None:
+        self.reactor.events.append(("close", self.port))
+
+    def getHost(self) -> IPv4Address:
+        return IPv4Address("TCP", "127.0.0.1", self.port)
 
 
 class Daemon:
@@ -316,12 +333,33 @@ def test_reloadAppliesHealthDetailsFrom(daemon):
 
 def test_linkLossDropsCachedRosters(daemon):
     """
-    Rosters cached before a link loss are dropped.
+    Rosters cached before a link loss are dropped: after the link is back,
+    the next subscribers-only request reads the roster again.
     """
+    assert daemon.reload(presence__public="false") == [True]
+
+    def rosterReads(xs) -> list[str]:
+        return re.findall(r"<iq [^>]*id='([^']+)'[^>]*>\s*<query xmlns='jabber:iq:roster'",
+                          xs.transport.value().decode())
+
+    def askAndAnswer(xs) -> None:
+        connection = Connection(daemon.service.site)
+        connection.send("GET", "/plugins/presence/status?jid=alice@example.test&req_jid=bob@example.test&type=text")
+        for iq in rosterReads(xs):
+            xs.dataReceived(f"<iq type='result' id='{iq}' from='alice@example.test' to='presence.example.test'>"
+                            "<query xmlns='jabber:iq:roster'><item jid='bob@example.test' subscription='from'/>"
+                            "</query></iq>".encode())
+        assert connection.response().body == b"Unavailable"
+
     xs = daemon.connectXMPP()
-    daemon.service.mode.rosters._entries["alice@example.test"] = (1e12, frozenset({"bob@example.test"}))
+    askAndAnswer(xs)
+    assert len(rosterReads(xs)) == 1
+    askAndAnswer(xs)
+    assert len(rosterReads(xs)) == 1
     xs.connectionLost(Failure(Exception("closed")))
-    assert daemon.service.mode.rosters._entries == {}
+    again = daemon.connectXMPP()
+    askAndAnswer(again)
+    assert len(rosterReads(again)) == 1
 
 
 def test_reloadReopensAccessLog(daemon, tmp_path):
