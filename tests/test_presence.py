@@ -110,6 +110,32 @@ def test_lastResourceLeavingWithoutStatus():
     assert tracker.shown("a@example.test") is OFFLINE
 
 
+def test_laterUnavailableWithoutStatusDropsTheKeptStatus():
+    """
+    An offline user's kept status text goes when they send another
+    unavailable presence without one.
+    """
+    tracker = PresenceTracker()
+    tracker.unavailable("a@example.test", "r", "Gone fishing")
+    tracker.unavailable("a@example.test", None, None)
+    assert tracker.shown("a@example.test") is OFFLINE
+
+
+def test_forgottenUserIsOfflineWithoutStatus():
+    """
+    A forgotten user is offline without a status, whether they were online
+    or offline with a kept status text.
+    """
+    tracker = PresenceTracker()
+    tracker.available("a@example.test", presence(resource="r"))
+    tracker.unavailable("b@example.test", "r", "Gone fishing")
+    tracker.forget("a@example.test")
+    tracker.forget("b@example.test")
+    assert tracker.shown("a@example.test") is OFFLINE
+    assert tracker.shown("b@example.test") is OFFLINE
+    assert tracker.onlineCount() == 0
+
+
 def test_bareUnavailableRemovesAllResources():
     """
     An unavailable presence from the bare JID takes every resource offline.

@@ -3,6 +3,7 @@ Tests for L{presenced.web} and L{presenced.answers}: the HTTP API, driven
 through a real twisted.web site over an in-memory transport.
 """
 
+import gc
 import json
 import os
 import stat
@@ -313,13 +314,17 @@ def test_concurrentRequestsShareOneRosterFetch(private):
 
 def test_clientGoneBeforeRoster(private):
     """
-    A client that disconnects while its roster is fetched is not written to.
+    A client that disconnects while its roster is fetched is not written
+    to, and the late answer causes no error.
     """
     connection = Connection(private.site)
     connection.send("GET", f"{STATUS}?jid=alice@example.test&req_jid=bob@example.test")
     connection.channel.connectionLost(Exception("gone"))
-    private.fetches["alice@example.test"].callback(frozenset({"bob@example.test"}))
+    with capturedLogs() as events:
+        private.fetches["alice@example.test"].callback(frozenset({"bob@example.test"}))
+        gc.collect()
     assert connection.transport.value() == b""
+    assert [e["log_format"] for e in events if "log_failure" in e] == []
 
 
 def test_imagesTemplateRedirects(public):
@@ -511,11 +516,16 @@ def test_otherMethodsNotAllowed(public):
 
 def test_oversizedBodyRefused(public):
     """
-    A POST body over the limit is answered with 413 and never processed.
+    A POST body over the limit is answered with a complete 413 that says
+    why, and never processed.
     """
     body = b"jid=alice@example.test&pad=" + b"x" * (70 * 1024)
-    response = request(public.site, "POST", STATUS, body, {"Content-Type": "application/x-www-form-urlencoded"})
-    assert response.code == 413
+    connection = Connection(public.site)
+    connection.send("POST", STATUS, body, {"Content-Type": "application/x-www-form-urlencoded"})
+    answer = connection.transport.value()
+    assert answer.startswith(b"HTTP/1.1 413 ")
+    assert b"\r\nContent-Type: text/plain; charset=utf-8\r\n" in answer
+    assert answer.endswith(b"request body too large\n\r\n0\r\n\r\n")
 
 
 def sendChunked(connection, body: bytes, chunkSize: int = 4096) -> None:
@@ -897,6 +907,20 @@ def test_accessLogOff(public, tmp_path):
     request(public.site, "GET", f"{STATUS}?jid=alice@example.test")
     public.clock.advance(1)
     assert path.read_text() == ""
+    public.site.stopFactory()
+
+
+def test_replacedAccessLogFlushedAtOnce(public, tmp_path):
+    """
+    An access log that is replaced (or switched off) has its buffered
+    lines written out at once.
+    """
+    path = tmp_path / "access.log"
+    public.site.setAccessLog(AccessLog(str(path), public.clock))
+    public.site.startFactory()
+    request(public.site, "GET", f"{STATUS}?jid=alice@example.test")
+    public.site.setAccessLog(None)
+    assert f"GET {STATUS}?jid=alice@example.test" in path.read_text()
     public.site.stopFactory()
 
 

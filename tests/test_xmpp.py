@@ -258,15 +258,29 @@ def test_ignoredPresence(link, stanza):
     assert [e for e in events if e["log_level"] >= LogLevel.warn] == []
 
 
-@pytest.mark.parametrize("priority,expected", [("abc", "other"), ("99999", "bad"), ("-99999", "other")])
-def test_badPriorities(link, priority, expected):
+def test_malformedPriorityCountsAsZero(link):
     """
-    A malformed priority counts as 0; out-of-range ones are clamped to
-    -128..127.
+    A resource whose priority cannot be read counts as priority 0: it is
+    shown before one of priority -1.
     """
-    link.receive(f"<presence from='alice@{DOMAIN}/o'><status>other</status><priority>1</priority></presence>")
-    link.receive(f"<presence from='alice@{DOMAIN}/b'><status>bad</status><priority>{priority}</priority></presence>")
-    assert link.tracker.shown(f"alice@{DOMAIN}").status == expected
+    link.receive(f"<presence from='alice@{DOMAIN}/o'><status>other</status><priority>-1</priority></presence>")
+    link.receive(f"<presence from='alice@{DOMAIN}/b'><status>bad</status><priority>abc</priority></presence>")
+    assert link.tracker.shown(f"alice@{DOMAIN}").status == "bad"
+
+
+@pytest.mark.parametrize("priority,bound", [("99999", 127), ("-99999", -128)])
+def test_outOfRangePriorityClamped(link, priority, bound):
+    """
+    An out-of-range priority counts as the nearest bound of -128..127:
+    against a resource at that bound, the one received last is shown.
+    """
+    outOfRange = f"<status>out</status><priority>{priority}</priority>"
+    atBound = f"<status>bound</status><priority>{bound}</priority>"
+    for user, first, last, shown in [("alice", outOfRange, atBound, "bound"), ("bob", atBound, outOfRange, "out")]:
+        link.receive(f"<presence from='{user}@{DOMAIN}/first'>{first}</presence>")
+        link.clock.advance(1)
+        link.receive(f"<presence from='{user}@{DOMAIN}/last'>{last}</presence>")
+        assert link.tracker.shown(f"{user}@{DOMAIN}").status == shown
 
 
 def test_namespaceWithSpaceKeepsTheLink(link):

@@ -105,7 +105,7 @@ async def test_forgedRosterPushRefusedQuietly(world):
     await startClientMode(world, bot)
     forging = await world.login(stranger)
     answers = []
-    forging._protocol.addObserver("/iq[@id='forged']", answers.append)
+    forging.manager.xmlstream.addObserver("/iq[@id='forged']", answers.append)
     with capturedLogs() as events:
         forging.manager.send(f"<iq type='set' id='forged' to='{bot}/presenced'>"
                              "<query xmlns='jabber:iq:roster'><item/></query></iq>")
