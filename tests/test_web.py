@@ -517,7 +517,8 @@ def test_otherMethodsNotAllowed(public):
 def test_oversizedBodyRefused(public):
     """
     A POST body over the limit is answered with a complete 413 that says
-    why, and never processed.
+    why, its length given, and the connection closed; it is never
+    processed.
     """
     body = b"jid=alice@example.test&pad=" + b"x" * (70 * 1024)
     connection = Connection(public.site)
@@ -525,7 +526,8 @@ def test_oversizedBodyRefused(public):
     answer = connection.transport.value()
     assert answer.startswith(b"HTTP/1.1 413 ")
     assert b"\r\nContent-Type: text/plain; charset=utf-8\r\n" in answer
-    assert answer.endswith(b"request body too large\n\r\n0\r\n\r\n")
+    assert b"\r\nContent-Length: 23\r\n" in answer and answer.endswith(b"\r\n\r\nrequest body too large\n")
+    assert connection.transport.disconnecting
 
 
 def sendChunked(connection, body: bytes, chunkSize: int = 4096) -> None:
