@@ -5,8 +5,10 @@ The C{twistd presenced} command: options, and the service they build.
 from __future__ import annotations
 
 import os
+import platform
 import socket
 
+import twisted
 from twisted.python import usage
 
 from presenced import __version__
@@ -43,14 +45,24 @@ class Options(usage.Options):
 
     def opt_version(self) -> None:
         """
-        Print presenced's version and exit.
+        Print presenced's version, and the interpreter and Twisted it runs
+        on, and exit.
         """
-        print(f"presenced {__version__}")
+        print(runtimeVersion())
         raise SystemExit(0)
 
     def postOptions(self) -> None:
         if not self["config"]:
             raise usage.UsageError("--config PATH is required")
+
+
+def runtimeVersion() -> str:
+    """
+    presenced's version and what it runs on, e.g. C{presenced 1.0 (PyPy
+    3.9.16, Twisted 25.5.0)}.
+    """
+    return (f"presenced {__version__} ({platform.python_implementation()} {platform.python_version()}, "
+            f"Twisted {twisted.__version__})")
 
 
 def loadSettings(path: str) -> Settings:

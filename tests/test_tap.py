@@ -193,3 +193,22 @@ def test_readyToldToSystemdOnceRunning(tmp_path, monkeypatch):
     reactor.run()
     assert systemd.recv(100) == b"READY=1"
     systemd.close()
+
+
+def test_versionNamesTheInterpreter(capsys):
+    """
+    --version names presenced's version, the interpreter and Twisted, so
+    that an operator can tell a PyPy daemon from a CPython one.
+    """
+    import platform
+
+    import twisted
+
+    from presenced import __version__
+
+    with pytest.raises(SystemExit) as exited:
+        tap.Options().parseOptions(["--version"])
+    assert exited.value.code == 0
+    assert capsys.readouterr().out.strip() == (
+        f"presenced {__version__} ({platform.python_implementation()} {platform.python_version()}, "
+        f"Twisted {twisted.__version__})")
