@@ -10,6 +10,7 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.words.xish import domish
 from wokkel.subprotocols import XMPPHandler
 
+from presenced.access import ServedScope
 from presenced.answers import NS_XML, stanzaXML
 from presenced.presence import PresenceTracker, ResourcePresence, stateFromShow
 
@@ -89,7 +90,7 @@ class PresenceFeed(XMPPHandler):
         served domain; C{None} tracks all of them.
     """
 
-    def __init__(self, tracker: PresenceTracker, scope: Container[str], clock: IReactorTime,
+    def __init__(self, tracker: PresenceTracker, scope: ServedScope, clock: IReactorTime,
                  tracks: Callable[[str], bool] | None = None) -> None:
         super().__init__()
         self.tracker = tracker
@@ -107,7 +108,7 @@ class PresenceFeed(XMPPHandler):
         """
         Record one presence stanza.
         """
-        sender = _serverStampedSender(element.getAttribute("from"), self.scope)
+        sender = _serverStampedSender(element.getAttribute("from"), self.scope.domains)
         if sender is None:
             return
         user, resource = sender

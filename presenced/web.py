@@ -230,7 +230,7 @@ class StatusResource(resource.Resource):
             query = parseQuery(request.args, self.scope.domains, self.redirectHosts, self.requesters)
         except BadRequest as e:
             return _plain(request, 400, str(e))
-        if query.user.partition("@")[2] not in self.scope:
+        if query.user.partition("@")[2] not in self.scope.domains:
             return self._answer(request, query, FORBIDDEN)
         requester = self.requesters.proven(query.user, query.requester, query.expires, query.signature)
         if requester is UNPROVEN or (query.namesRequester and query.requester is None):

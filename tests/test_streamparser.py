@@ -115,26 +115,33 @@ def test_parsingResumesInTheRightNamespaces():
     assert len(skipped) == 1
 
 
+def peakWhileParsing(stream: NamespaceSafeElementStream, chunk: bytes, times: int) -> int:
+    """
+    The most memory allocated while C{stream} parses C{chunk} C{times}
+    times; skips the test where the interpreter cannot trace memory.
+    """
+    pytest.importorskip("_tracemalloc", reason="this Python cannot trace its memory")
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        for _ in range(times):
+            stream.parse(chunk)
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
 def test_skippedStanzaIsNotBuilt():
     """
     Skipping a stanza keeps nothing of it: however much of it follows
     after it went over, memory stays bounded.
     """
-    pytest.importorskip("_tracemalloc", reason="this Python cannot trace its memory")
-    import tracemalloc
-
     stream, skipped = skipping(maxElementCount=10)
     stream.DocumentStartEvent = lambda root: None
     stream.ElementEvent = lambda element: None
     stream.parse((STREAM + "<presence>").encode())
-    chunk = b"<a b='c'><d/></a>" * 4000
-    tracemalloc.start()
-    try:
-        for _ in range(50):
-            stream.parse(chunk)
-        peak = tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
+    peak = peakWhileParsing(stream, b"<a b='c'><d/></a>" * 4000, 50)
     stream.parse(b"</presence>")
     assert (skipped, peak < 1024 * 1024) == (["more than 10 elements"], True)
 
@@ -177,22 +184,12 @@ def test_hugeTagNotKept():
     """
     However large a tag is, memory stays bounded while it is passed over.
     """
-    pytest.importorskip("_tracemalloc", reason="this Python cannot trace its memory")
-    import tracemalloc
-
     stream, skipped = skipping()
     stream.DocumentStartEvent = lambda root: None
     received = []
     stream.ElementEvent = received.append
     stream.parse((STREAM + "<iq/><presence><x a='").encode())
-    chunk = b"y" * 65536
-    tracemalloc.start()
-    try:
-        for _ in range(320):
-            stream.parse(chunk)
-        peak = tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
+    peak = peakWhileParsing(stream, b"y" * 65536, 320)
     stream.parse(b"'/></presence><message/>")
     assert [e.name for e in received] == ["iq", "message"]
     assert (len(skipped), peak < 8 * 1024 * 1024) == (1, True)

@@ -7,6 +7,7 @@ from twisted.internet import task
 from twisted.internet.testing import StringTransport
 from twisted.python.failure import Failure
 
+from presenced.access import ServedScope
 from presenced.config import ComponentSettings
 from presenced.presence import PresenceTracker
 from presenced.component import ComponentConnection, PrivilegeListener, RosterReader
@@ -28,7 +29,7 @@ class Link:
         self.connection = ComponentConnection(self.clock, ComponentSettings(COMPONENT, "secret", "127.0.0.1", 5347, DOMAIN))
         self.monitor = LinkMonitor(self.clock)
         self.monitor.setHandlerParent(self.connection)
-        self.feed = PresenceFeed(self.tracker, frozenset({DOMAIN}), self.clock)
+        self.feed = PresenceFeed(self.tracker, ServedScope(frozenset({DOMAIN})), self.clock)
         self.feed.setHandlerParent(self.connection)
         self.privileges = PrivilegeListener(DOMAIN, self.clock)
         self.privileges.setHandlerParent(self.connection)

@@ -46,6 +46,18 @@ async def startClientMode(world, account: str, extra: str = "") -> PresenceServi
     return world.service
 
 
+async def shareWith(world, bot: str, user: str, status: str):
+    """
+    Log C{user} in with C{status} and have them add the account C{bot};
+    once presenced serves that status, their client.
+    """
+    sharing = await world.login(user)
+    sharing.available(status=status)
+    sharing.subscribe(bot)
+    await world.waitForText(f"jid={user}", status)
+    return sharing
+
+
 @pytest_twisted.ensureDeferred
 async def test_consentingUserIsServed(world):
     """
@@ -80,10 +92,7 @@ async def test_nonContactPresenceIsNotTracked(world):
     """
     bot, sharer, stranger = world.user("bot"), world.user("sharer"), world.user("stranger")
     await startClientMode(world, bot)
-    sharing = await world.login(sharer)
-    sharing.available(status="Before")
-    sharing.subscribe(bot)
-    await world.waitForText(f"jid={sharer}", "Before")
+    sharing = await shareWith(world, bot, sharer, "Before")
 
     pushing = await world.login(stranger)
     pushing.presence.available(entity=JID(bot), statuses={None: "Let me in"})
@@ -168,10 +177,7 @@ async def test_consentSurvivesRestart(world):
     """
     bot, sharer = world.user("bot"), world.user("sharer")
     service = await startClientMode(world, bot)
-    sharing = await world.login(sharer)
-    sharing.available(status="Before restart")
-    sharing.subscribe(bot)
-    await world.waitForText(f"jid={sharer}", "Before restart")
+    await shareWith(world, bot, sharer, "Before restart")
     await service.stopService()
     await until(lambda: not service.link.connected)
 

@@ -12,7 +12,7 @@ from presenced.sandbox.ejabberd import Ejabberd
 from presenced.sandbox.prosody import Prosody
 
 from conftest import World, until
-from test_client_mode import startClientMode
+from test_client_mode import shareWith, startClientMode
 from test_prosody import until_subscribed
 
 SERVERS = {"prosody": Prosody, "ejabberd": Ejabberd}
@@ -89,10 +89,7 @@ async def test_clientModeConsent(any_world):
     world = any_world
     bot, sharer, stranger = world.user("bot"), world.user("sharer"), world.user("stranger")
     await startClientMode(world, bot)
-    sharing = await world.login(sharer)
-    sharing.available(status="Shared on the matrix")
-    sharing.subscribe(bot)
-    await world.waitForText(f"jid={sharer}", "Shared on the matrix")
+    await shareWith(world, bot, sharer, "Shared on the matrix")
     assert await world.text(f"jid={stranger}") == "Forbidden"
 
 
