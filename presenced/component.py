@@ -153,7 +153,7 @@ class ResourceChecker(XMPPHandler):
     def _answered(self, failure, user: str, resource: str) -> None:
         if failure.check(jabber_error.StanzaError) and failure.value.condition in self.GONE:
             self.gone.info("{user}/{resource} is gone; showing it offline", user=user, resource=resource)
-            self.tracker.unavailable(user, resource, None)
+            self.tracker.unavailable(user, resource, None, self.clock.seconds())
 
 
 class PrivilegeListener(XMPPHandler):

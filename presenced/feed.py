@@ -4,7 +4,9 @@ Ingestion: presence stanzas from the server into the presence model.
 
 from __future__ import annotations
 
-from typing import Callable, Container
+import re
+from datetime import datetime, timedelta, timezone
+from typing import Callable, Container, NamedTuple
 
 from twisted.internet.interfaces import IReactorTime
 from twisted.words.xish import domish
@@ -16,6 +18,38 @@ from presenced.presence import PresenceTracker, ResourcePresence, stateFromShow
 
 #: Longest status text kept; longer ones are cut.
 MAX_STATUS = 1024
+
+NS_IDLE = "urn:xmpp:idle:1"
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_DATETIME = re.compile(
+    r"([0-9]{4})-([0-9]{2})-([0-9]{2})T([0-9]{2}):([0-9]{2}):([0-9]{2})(?:\.[0-9]{1,9})?"
+    r"(?:Z|([+-])([0-9]{2}):([0-9]{2}))")
+
+
+def parseDateTime(text: str | None) -> float | None:
+    """
+    The seconds since the epoch of an XEP-0082 date and time
+    (C{2026-12-02T19:00:05Z}, C{...05.123+01:00}), fractions dropped, or
+    C{None} if C{text} is not one.
+    """
+    if text is None or len(text) > 40:
+        return None
+    match = _DATETIME.fullmatch(text)
+    if match is None:
+        return None
+    year, month, day, hour, minute, second, sign, offsetHours, offsetMinutes = match.groups()
+    try:
+        moment = datetime(int(year), int(month), int(day), int(hour), int(minute), int(second),
+                          tzinfo=timezone.utc)
+    except ValueError:
+        return None
+    if sign is not None:
+        if int(offsetHours) > 23 or int(offsetMinutes) > 59:
+            return None
+        offset = timedelta(hours=int(offsetHours), minutes=int(offsetMinutes))
+        moment -= offset if sign == "+" else -offset
+    return (moment - _EPOCH).total_seconds()
 
 
 def _serverStampedSender(text: str | None, domains: Container[str]) -> tuple[str, str | None] | None:
@@ -39,20 +73,35 @@ def _serverStampedSender(text: str | None, domains: Container[str]) -> tuple[str
     return bare, resource or None
 
 
-def _presenceFields(element: domish.Element) -> tuple[str | None, str | None, int]:
+class PresenceFields(NamedTuple):
     """
-    The C{<show/>}, status text and priority of a presence, read in one
-    pass over its children.
+    What presenced reads from a presence stanza.
+    """
+
+    show: str | None
+    status: str | None
+    priority: int
+    idleSince: float | None
+
+
+def _presenceFields(element: domish.Element) -> PresenceFields:
+    """
+    The C{<show/>}, status text, priority and XEP-0319 idle time of a
+    presence, read in one pass over its children.
 
     The status text is the one without C{xml:lang}, else the first one,
     cut to L{MAX_STATUS}; an unparseable priority is 0, and priorities are
-    held to -128..127.
+    held to -128..127; an idle time that is not a valid date is ignored.
     """
-    show = priority = plainStatus = firstStatus = None
+    show = priority = plainStatus = firstStatus = idle = None
     for child in element.children:
-        if not isinstance(child, domish.Element) or child.uri != element.uri:
+        if not isinstance(child, domish.Element):
             continue
         name = child.name
+        if child.uri != element.uri:
+            if idle is None and name == "idle" and child.uri == NS_IDLE:
+                idle = child.attributes.get("since", "")
+            continue
         if name == "status":
             if (NS_XML, "lang") not in child.attributes:
                 if plainStatus is None:
@@ -65,7 +114,7 @@ def _presenceFields(element: domish.Element) -> tuple[str | None, str | None, in
         elif name == "priority" and priority is None:
             priority = str(child)
     status = (plainStatus if plainStatus is not None else firstStatus or "").strip()[:MAX_STATUS] or None
-    return show, status, _priority(priority)
+    return PresenceFields(show, status, _priority(priority), parseDateTime(idle))
 
 
 def _priority(text: str | None) -> int:
@@ -116,18 +165,19 @@ class PresenceFeed(XMPPHandler):
             return
         kind = element.getAttribute("type")
         if kind == "unavailable":
-            self.tracker.unavailable(user, resource, _presenceFields(element)[1])
+            self.tracker.unavailable(user, resource, _presenceFields(element).status, self.clock.seconds())
         elif kind is None and resource is not None:
             self.tracker.available(user, self._resourcePresence(element, resource))
 
     def _resourcePresence(self, element: domish.Element, resource: str) -> ResourcePresence:
         element.attributes.pop("to", None)
-        show, status, priority = _presenceFields(element)
+        fields = _presenceFields(element)
         return ResourcePresence(
             resource=resource,
-            state=stateFromShow(show),
-            status=status,
-            priority=priority,
+            state=stateFromShow(fields.show),
+            status=fields.status,
+            priority=fields.priority,
+            idleSince=fields.idleSince,
             received=self.clock.seconds(),
             stanza=stanzaXML(element),
         )

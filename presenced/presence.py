@@ -13,12 +13,19 @@ presence.  A user with no online resource is offline; if their last
 resource went away with a status text, that text is kept for the offline
 answer.  At most L{PresenceTracker.maxResources} resources are kept per
 user: beyond, the one updated least recently is dropped.
+
+What a user shows I{looks} the same as before when its state, status
+text, idle time and last-seen time are; only a change of those moves
+C{since} and is told to the tracker's observers.  Times are reactor seconds, which are seconds
+since the epoch in a running reactor.
 """
 
 from __future__ import annotations
 
-import attr
 from enum import Enum
+from typing import Callable
+
+import attr
 
 
 class State(Enum):
@@ -64,11 +71,28 @@ class Shown:
     @ivar status: the status text to show, if the user set one.
     @ivar stanza: for an online user, their shown resource's presence
         stanza as UTF-8 XML; C{None} when offline.
+    @ivar since: when what the user shows last changed, as observed;
+        C{None} when unknown.
+    @ivar idleSince: since when the shown resource is idle (XEP-0319),
+        if it says so.
+    @ivar lastSeen: for an offline user, when their last resource went
+        offline, if known.
     """
 
     state: State
     status: str | None = None
     stanza: bytes | None = None
+    since: float | None = None
+    idleSince: float | None = None
+    lastSeen: float | None = None
+
+    def looksLike(self, other: Shown) -> bool:
+        """
+        Whether C{other} shows the same state, status text, idle time and
+        last-seen time.
+        """
+        return (self.state is other.state and self.status == other.status
+                and self.idleSince == other.idleSince and self.lastSeen == other.lastSeen)
 
 
 OFFLINE = Shown(State.OFFLINE)
@@ -100,16 +124,24 @@ def _lastUpdate(presence: ResourcePresence) -> float:
     return presence.received
 
 
+#: Told that what a user (a normalised bare JID) shows looks different now.
+Observer = Callable[[str, Shown], None]
+
+
 class PresenceTracker:
     """
     The presence of every user of one domain, by bare JID and resource.
 
     An online user's resources are kept in a tuple, the one shown first,
     so that L{shown} is a plain lookup and a user costs little memory.
-    Offline users are kept only when their last unavailable presence had a
-    status text.  A user keeps at most L{maxResources} resources, so that
-    no user can make updates costly: a new resource beyond that replaces
-    the one whose presence is the oldest.
+    Offline users are kept once they were seen going offline (or were
+    restored so), for their last status text and when they left.  A user
+    keeps at most L{maxResources} resources, so that no user can make
+    updates costly: a new resource beyond that replaces the one whose
+    presence is the oldest.
+
+    @ivar observers: called with the user and what they show now, each
+        time it comes to look different (see L{Shown.looksLike}).
     """
 
     maxResources = 32
@@ -117,28 +149,31 @@ class PresenceTracker:
     def __init__(self) -> None:
         self._online: dict[str, tuple[ResourcePresence, ...]] = {}
         self._offline: dict[str, Shown] = {}
+        self.observers: list[Observer] = []
 
     def available(self, user: str, presence: ResourcePresence) -> None:
         """
         Record that one of C{user}'s resources is online with C{presence}.
 
         @param user: the bare JID, normalised.
+        @param presence: its C{since} is ignored: the tracker sets it.
         """
         current = self._online.get(user)
         if current is None:
-            self._online[user] = (presence,)
-            self._offline.pop(user, None)
+            before = self._offline.pop(user, OFFLINE)
+            self._show(user, before, (presence,), presence.received)
             return
         if len(current) == 1 and current[0].resource == presence.resource:
-            self._online[user] = (presence,)
+            self._show(user, current[0], (presence,), presence.received)
             return
         others = [p for p in current if p.resource != presence.resource]
         if len(others) >= self.maxResources:
             others.remove(min(reversed(others), key=_lastUpdate))
         others.append(presence)
-        self._online[user] = tuple(sorted(others, key=ResourcePresence.sortKey, reverse=True))
+        resources = tuple(sorted(others, key=ResourcePresence.sortKey, reverse=True))
+        self._show(user, current[0], resources, presence.received)
 
-    def unavailable(self, user: str, resource: str | None, status: str | None) -> None:
+    def unavailable(self, user: str, resource: str | None, status: str | None, when: float) -> None:
         """
         Record that C{user}'s C{resource} went offline.
 
@@ -146,18 +181,50 @@ class PresenceTracker:
             unavailable presence came from the bare JID (all resources).
         @param status: the status text of the unavailable presence; kept
             for the offline answer when it was the user's last resource.
+        @param when: when it went offline.
         """
-        remaining = tuple(
-            p for p in self._online.get(user, ()) if resource is not None and p.resource != resource
-        )
-        if remaining:
-            self._online[user] = remaining
+        current = self._online.get(user)
+        if current is None:
+            before = self._offline.get(user, OFFLINE)
+            self._leave(user, before, Shown(State.OFFLINE, status=status, lastSeen=before.lastSeen), when)
             return
-        self._online.pop(user, None)
-        if status:
-            self._offline[user] = Shown(State.OFFLINE, status=status)
-        else:
-            self._offline.pop(user, None)
+        remaining = tuple(p for p in current if resource is not None and p.resource != resource)
+        if remaining:
+            self._show(user, current[0], remaining, when)
+            return
+        del self._online[user]
+        self._leave(user, current[0], Shown(State.OFFLINE, status=status, lastSeen=when), when)
+
+    def restore(self, user: str, status: str | None, lastSeen: float | None) -> None:
+        """
+        Know, as from before a restart, that C{user} went offline at
+        C{lastSeen} with C{status}; nothing changes if they are online.
+        """
+        if user not in self._online:
+            self._offline[user] = Shown(State.OFFLINE, status=status, since=lastSeen, lastSeen=lastSeen)
+
+    def _show(self, user: str, before: Shown, resources: tuple[ResourcePresence, ...], when: float) -> None:
+        top = resources[0]
+        if top is not before:
+            same = top.looksLike(before)
+            since = before.since if same else when
+            if top.since != since:
+                top = attr.evolve(top, since=since)
+                resources = (top,) + resources[1:]
+            if not same:
+                self._tell(user, top)
+        self._online[user] = resources
+
+    def _leave(self, user: str, before: Shown, after: Shown, when: float) -> None:
+        same = after.looksLike(before)
+        after = attr.evolve(after, since=before.since if same else when)
+        self._offline[user] = after
+        if not same:
+            self._tell(user, after)
+
+    def _tell(self, user: str, shown: Shown) -> None:
+        for observer in self.observers:
+            observer(user, shown)
 
     def shown(self, user: str) -> Shown:
         """
@@ -182,17 +249,24 @@ class PresenceTracker:
 
     def forget(self, user: str) -> None:
         """
-        Forget C{user}'s presence: they are offline, without a status.
+        Forget C{user}'s presence: they are offline, and nothing is known
+        of when they left or what they said.
         """
+        before = self.shown(user)
         self._online.pop(user, None)
         self._offline.pop(user, None)
+        if not before.looksLike(OFFLINE):
+            self._tell(user, OFFLINE)
 
     def clear(self) -> None:
         """
-        Forget everything: presence is no longer known.
+        Forget who is online: presence is no longer known.  What is known
+        of offline users stays true and is kept.
         """
-        self._online.clear()
-        self._offline.clear()
+        online, self._online = self._online, {}
+        if self.observers:
+            for user in online:
+                self._tell(user, OFFLINE)
 
     def onlineCount(self) -> int:
         """

@@ -255,3 +255,58 @@ def test_linkLossForgetsPresence(link):
     link.drop()
     assert link.tracker.shown(f"alice@{DOMAIN}") is OFFLINE
     assert link.monitor.connected is False
+
+
+@pytest.mark.parametrize("since, expected", [
+    ("2026-12-02T19:00:05Z", 1796238005.0),
+    ("2026-12-02T19:00:05.123456Z", 1796238005.0),
+    ("2026-12-02T20:30:05+01:30", 1796238005.0),
+    ("2026-12-02T17:00:05-02:00", 1796238005.0),
+])
+def test_idleTimeIsRead(link, since, expected):
+    """
+    The XEP-0319 idle time of a presence is read, fractions dropped, and
+    normalised to UTC.
+    """
+    link.receive(f"<presence from='alice@{DOMAIN}/desk'><show>away</show>"
+                 f"<idle xmlns='urn:xmpp:idle:1' since='{since}'/></presence>")
+    assert link.tracker.shown(f"alice@{DOMAIN}").idleSince == expected
+
+
+@pytest.mark.parametrize("since", [
+    "", "yesterday", "2026-12-02", "2026-12-02T19:00:05", "2026-13-02T19:00:05Z", "2026-02-30T19:00:05Z",
+    "2026-12-02T24:00:05Z", "2026-12-02T19:00:60Z", "2026-12-02T19:00:05+24:00", "2026-12-02T19:00:05+01:60",
+    "0000-01-01T00:00:00Z", "\u0662\u0660\u0662\u0666-12-02T19:00:05Z", "2026-12-02T19:00:05.Z",
+    "2026-12-02T19:00:05." + "1" * 100 + "Z", " 2026-12-02T19:00:05Z", "2026-12-02t19:00:05z",
+])
+def test_malformedIdleTimeIsIgnored(link, since):
+    """
+    An idle time that is not a valid XEP-0082 date and time is ignored;
+    the presence is recorded without it.
+    """
+    link.receive(f"<presence from='alice@{DOMAIN}/desk'><show>away</show>"
+                 f"<idle xmlns='urn:xmpp:idle:1' since='{since}'/></presence>")
+    shown = link.tracker.shown(f"alice@{DOMAIN}")
+    assert (shown.state, shown.idleSince) == (State.AWAY, None)
+
+
+def test_idleElementsOutsideTheIdleNamespaceAreIgnored(link):
+    """
+    Only an C{<idle/>} in XEP-0319's namespace gives an idle time; one
+    without a C{since} gives none.
+    """
+    link.receive(f"<presence from='alice@{DOMAIN}/desk'><idle xmlns='urn:other' since='2026-12-02T19:00:05Z'/>"
+                 "<idle xmlns='urn:xmpp:idle:1'/></presence>")
+    assert link.tracker.shown(f"alice@{DOMAIN}").idleSince is None
+
+
+def test_unavailablePresenceRecordsWhenTheUserLeft(link):
+    """
+    The last resource's unavailable presence records when the user was
+    last seen: the time it arrived.
+    """
+    link.receive(f"<presence from='alice@{DOMAIN}/desk'/>")
+    link.clock.advance(42)
+    link.receive(f"<presence from='alice@{DOMAIN}/desk' type='unavailable'><status>Bye</status></presence>")
+    shown = link.tracker.shown(f"alice@{DOMAIN}")
+    assert (shown.state, shown.status, shown.lastSeen) == (State.OFFLINE, "Bye", link.clock.seconds())

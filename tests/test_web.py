@@ -155,7 +155,7 @@ def test_textOfflineUsesLastStatus(public):
     presence, else the configured unavailable status.
     """
     public.online("alice@example.test")
-    public.tracker.unavailable("alice@example.test", "home", "Gone home")
+    public.tracker.unavailable("alice@example.test", "home", "Gone home", 0.0)
     assert public.get("jid=alice@example.test&type=text").body == b"Gone home"
     assert public.get("jid=bob@example.test&type=text").body == b"Unavailable"
 
@@ -179,7 +179,7 @@ def test_xmlOfOfflineUser(public):
         b"<presence type='unavailable' from='bob@example.test'/>"
     )
     public.online("bob@example.test")
-    public.tracker.unavailable("bob@example.test", "home", "<bye> & 'so long'")
+    public.tracker.unavailable("bob@example.test", "home", "<bye> & 'so long'", 0.0)
     assert public.get("jid=bob@example.test&type=xml").body == (
         b"<presence type='unavailable' from='bob@example.test'>"
         b"<status>&lt;bye&gt; &amp; 'so long'</status></presence>"
