@@ -156,6 +156,9 @@ class HTTPSettings:
         host names or C{*.suffix} patterns; empty: any host.
     @ivar health_details_from: the networks whose clients see the details
         of the health answer; others get the status alone.
+    @ivar cors_origins: the origins whose pages may read the answers:
+        C{("*",)} any, C{()} none, or origins as C{scheme://host[:port]}.
+    @ivar max_age: seconds a cache may keep an answer without revalidating.
     """
 
     listen: tuple[str, ...]
@@ -164,6 +167,8 @@ class HTTPSettings:
     trusted_proxies: tuple[IPv4Network | IPv6Network, ...] = ()
     redirect_hosts: tuple[str, ...] = ()
     health_details_from: tuple[IPv4Network | IPv6Network, ...] = LOOPBACK
+    cors_origins: tuple[str, ...] = ("*",)
+    max_age: int = 0
 
 
 @dataclass(frozen=True)
@@ -180,6 +185,10 @@ class PresenceSettings:
     @ivar requester_keys: the keys requester signatures are checked
         with (the contents of C{requester_key}), none when unset.
     @ivar require_signature: whether a C{req_jid} must be signed.
+    @ivar store: the SQLite file that keeps when users were last seen and
+        their offline status across restarts; C{None}: none.
+    @ivar last_seen: whether answers say when an offline user was last
+        seen.
     """
 
     public: bool
@@ -188,6 +197,8 @@ class PresenceSettings:
     roster_timeout: float
     requester_keys: tuple[bytes, ...] = field(default=(), repr=False)
     require_signature: bool = False
+    store: Path | None = None
+    last_seen: bool = True
 
 
 @dataclass(frozen=True)
@@ -393,6 +404,49 @@ def _hostPatterns(raw: str) -> tuple[str, ...]:
     return tuple(patterns)
 
 
+def _origins(raw: str) -> tuple[str, ...]:
+    items = raw.split()
+    if items == ["*"]:
+        return ("*",)
+    if items == ["off"]:
+        return ()
+    origins = []
+    for item in items:
+        try:
+            url = hyperlink.parse(item).to_uri()
+            host = url.host.lower()
+        except Exception:
+            url, host = None, ""
+        if (url is None or url.scheme not in ("http", "https") or not _HOST_NAME.fullmatch(host)
+                or url.path not in ((), ("",)) or url.query or url.fragment or url.userinfo
+                or item.endswith("/") and len(url.path) == 1):
+            raise ValueError(f"not *, off, or a list of origins (scheme://host[:port]): {item!r}")
+        port = "" if url.port == {"http": 80, "https": 443}[url.scheme] else f":{url.port}"
+        origins.append(f"{url.scheme}://{host}{port}")
+    if not origins:
+        raise ValueError("needs *, off, or at least one origin")
+    return tuple(origins)
+
+
+def _maxAge(raw: str) -> int:
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ValueError(f"not a whole number of seconds: {raw!r}") from None
+    if not 0 <= value <= 31_536_000:
+        raise ValueError(f"must be between 0 and 31536000 seconds: {raw!r}")
+    return value
+
+
+def _store(raw: str) -> Path | None:
+    if raw in ("", "off"):
+        return None
+    path = Path(raw)
+    if not path.is_absolute():
+        raise ValueError(f"must be off or an absolute path: {raw!r}")
+    return path
+
+
 _CLIENT_ONLY = ("allow_domains", "tls", "ca_file", "max_contacts")
 
 
@@ -550,6 +604,8 @@ def fromString(text: str, name: str = "<string>") -> Settings:
         trusted_proxies=read.value("http", "trusted_proxies", _networks, ()),
         redirect_hosts=read.value("http", "redirect_hosts", _hostPatterns, ()),
         health_details_from=read.value("http", "health_details_from", _networks, LOOPBACK),
+        cors_origins=read.value("http", "cors_origins", _origins, ("*",)),
+        max_age=read.value("http", "max_age", _maxAge, 0),
     )
     labels = {
         state: read.value("presence", key, str, DEFAULT_LABELS[state])
@@ -563,6 +619,8 @@ def fromString(text: str, name: str = "<string>") -> Settings:
         roster_timeout=read.value("presence", "roster_timeout", _positiveSeconds, 5.0),
         requester_keys=keys,
         require_signature=required,
+        store=read.value("presence", "store", _store, None),
+        last_seen=read.value("presence", "last_seen", _boolean, True),
     )
     read.rejectUnknown()
     if xmpp.mode == "component" and xmpp.jid and xmpp.jid == xmpp.domain:

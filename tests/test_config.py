@@ -430,3 +430,53 @@ def test_eachModeHasItsOwnSettings():
     assert not hasattr(component.xmpp, "tls") and not hasattr(client.xmpp, "resource_check")
     with pytest.raises(TypeError):
         component.presence.labels[State.OFFLINE] = "changed"
+
+
+def test_corsOrigins():
+    """
+    cors_origins is * by default, off for none, or a list of origins,
+    kept as scheme://host[:port] with default ports left out.
+    """
+    assert config.fromString(MINIMAL).http.cors_origins == ("*",)
+    assert config.fromString(MINIMAL + "cors_origins = off\n").http.cors_origins == ()
+    settings = config.fromString(MINIMAL + "cors_origins = https://Www.Example.ORG http://localhost:8000 "
+                                           "https://b\u00fccher.example:443\n")
+    assert settings.http.cors_origins == (
+        "https://www.example.org", "http://localhost:8000", "https://xn--bcher-kva.example")
+
+
+@pytest.mark.parametrize("item", [
+    "example.org", "ftp://example.org", "https://example.org/", "https://example.org/path", "https://u@example.org",
+    "https://example.org?x", "* https://example.org", "off https://example.org", "https://", "https://exa mple",
+])
+def test_corsOriginsRejected(item):
+    """
+    Anything but *, off, or whitespace-separated origins is refused,
+    naming the item.
+    """
+    [problem] = problems(MINIMAL + f"cors_origins = {item}\n")
+    assert problem.startswith("test.ini [http] cors_origins: ")
+
+
+def test_maxAge():
+    """
+    max_age is 0 by default, and a whole number of seconds up to a year.
+    """
+    assert config.fromString(MINIMAL).http.max_age == 0
+    assert config.fromString(MINIMAL + "max_age = 30\n").http.max_age == 30
+    for raw in ("-1", "1.5", "x", "31536001"):
+        [problem] = problems(MINIMAL + f"max_age = {raw}\n")
+        assert problem.startswith("test.ini [http] max_age: ")
+
+
+def test_storeAndLastSeen():
+    """
+    store is off by default or an absolute path; last_seen is true by
+    default.
+    """
+    settings = config.fromString(MINIMAL)
+    assert (settings.presence.store, settings.presence.last_seen) == (None, True)
+    settings = config.fromString(MINIMAL + "[presence]\nstore = /var/lib/presenced/presence.sqlite\nlast_seen = no\n")
+    assert (settings.presence.store, settings.presence.last_seen) == (Path("/var/lib/presenced/presence.sqlite"), False)
+    assert problems(MINIMAL + "[presence]\nstore = presence.sqlite\n") == [
+        "test.ini [presence] store: must be off or an absolute path: 'presence.sqlite'"]
