@@ -1,5 +1,6 @@
 """
-Draw presenced's default status icons: one 16x16 PNG per state.
+Draw presenced's default status icons, one 16x16 PNG per state, and the
+default avatar, a 96x96 PNG.
 
 Run from anywhere with Pillow installed:  python images/draw_icons.py
 It rewrites the PNG files next to this script.
@@ -71,13 +72,29 @@ PAINTERS = {
 }
 
 
+AVATAR = 96
+
+
+def _avatar(draw, canvas):
+    draw.rectangle((0, 0, canvas, canvas), fill=(214, 218, 224, 255))
+    figure = (150, 158, 170, 255)
+    unit = canvas / 96
+    draw.ellipse((30 * unit, 16 * unit, 66 * unit, 52 * unit), fill=figure)
+    draw.ellipse((12 * unit, 58 * unit, 84 * unit, 130 * unit), fill=figure)
+
+
+def _draw(paint, size, path, *args):
+    canvas = size * SCALE
+    image = Image.new("RGBA", (canvas, canvas), (0, 0, 0, 0))
+    paint(ImageDraw.Draw(image), *args)
+    image.resize((size, size), Image.Resampling.LANCZOS).save(path, optimize=True)
+
+
 def main() -> None:
     here = Path(__file__).resolve().parent
     for name, paint in PAINTERS.items():
-        image = Image.new("RGBA", (CANVAS, CANVAS), (0, 0, 0, 0))
-        paint(ImageDraw.Draw(image))
-        icon = image.resize((SIZE, SIZE), Image.Resampling.LANCZOS)
-        icon.save(here / f"{name}.png", optimize=True)
+        _draw(paint, SIZE, here / f"{name}.png")
+    _draw(_avatar, AVATAR, here / "avatar.png", AVATAR * SCALE)
 
 
 if __name__ == "__main__":

@@ -13,11 +13,15 @@ import itertools
 import re
 from functools import lru_cache
 from pathlib import Path
-from typing import Iterator, Mapping, NamedTuple
+from typing import TYPE_CHECKING, Iterator, Mapping, NamedTuple
 
 from twisted.words.xish import domish
 
+from presenced.config import defaultImageDirectory
 from presenced.presence import Shown, State
+
+if TYPE_CHECKING:
+    from presenced.avatars import Picture
 
 NS_CLIENT = "jabber:client"
 NS_STANZAS = "urn:ietf:params:xml:ns:xmpp-stanzas"
@@ -57,6 +61,28 @@ class Body(NamedTuple):
 
     headers: Headers
     data: bytes
+
+
+_PICTURE_HEADERS = {contentType: answerHeaders(contentType)
+                    for contentType in (b"image/png", b"image/jpeg", b"image/gif", b"image/webp")}
+
+
+@lru_cache(maxsize=1)
+def defaultAvatar() -> Body:
+    """
+    The picture of users without an avatar that may be shown: the one
+    shipped with presenced.
+    """
+    return Body(PNG, (defaultImageDirectory() / "avatar.png").read_bytes())
+
+
+def avatarBody(picture: Picture | None) -> Body:
+    """
+    The answer showing C{picture}, or the default avatar.
+    """
+    if picture is None:
+        return defaultAvatar()
+    return Body(_PICTURE_HEADERS[picture.contentType], picture.data)
 
 
 def loadImages(directory: Path) -> dict[State, Body]:

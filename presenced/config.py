@@ -189,6 +189,8 @@ class PresenceSettings:
         their offline status across restarts; C{None}: none.
     @ivar last_seen: whether answers say when an offline user was last
         seen.
+    @ivar avatars: whether users' avatars are read and served
+        (C{type=avatar}); otherwise everyone gets the default picture.
     """
 
     public: bool
@@ -199,6 +201,7 @@ class PresenceSettings:
     require_signature: bool = False
     store: Path | None = None
     last_seen: bool = True
+    avatars: bool = True
 
 
 @dataclass(frozen=True)
@@ -621,6 +624,7 @@ def fromString(text: str, name: str = "<string>") -> Settings:
         require_signature=required,
         store=read.value("presence", "store", _store, None),
         last_seen=read.value("presence", "last_seen", _boolean, True),
+        avatars=read.value("presence", "avatars", _boolean, True),
     )
     read.rejectUnknown()
     if xmpp.mode == "component" and xmpp.jid and xmpp.jid == xmpp.domain:

@@ -20,6 +20,9 @@ from presenced.presence import PresenceTracker, ResourcePresence, stateFromShow
 MAX_STATUS = 1024
 
 NS_IDLE = "urn:xmpp:idle:1"
+NS_VCARD_UPDATE = "vcard-temp:x:update"
+
+_PHOTO_HASH = re.compile("[0-9a-fA-F]{40}")
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _DATETIME = re.compile(
@@ -82,18 +85,21 @@ class PresenceFields(NamedTuple):
     status: str | None
     priority: int
     idleSince: float | None
+    photo: str | None
 
 
 def _presenceFields(element: domish.Element) -> PresenceFields:
     """
-    The C{<show/>}, status text, priority and XEP-0319 idle time of a
-    presence, read in one pass over its children.
+    The C{<show/>}, status text, priority, XEP-0319 idle time and
+    XEP-0153 avatar hash of a presence, read in one pass over its
+    children.
 
     The status text is the one without C{xml:lang}, else the first one,
     cut to L{MAX_STATUS}; an unparseable priority is 0, and priorities are
-    held to -128..127; an idle time that is not a valid date is ignored.
+    held to -128..127; an idle time that is not a valid date is ignored,
+    and so is an avatar hash that is not a SHA-1.
     """
-    show = priority = plainStatus = firstStatus = idle = None
+    show = priority = plainStatus = firstStatus = idle = photo = None
     for child in element.children:
         if not isinstance(child, domish.Element):
             continue
@@ -101,6 +107,8 @@ def _presenceFields(element: domish.Element) -> PresenceFields:
         if child.uri != element.uri:
             if idle is None and name == "idle" and child.uri == NS_IDLE:
                 idle = child.attributes.get("since", "")
+            elif photo is None and name == "x" and child.uri == NS_VCARD_UPDATE:
+                photo = _photoHash(child)
             continue
         if name == "status":
             if (NS_XML, "lang") not in child.attributes:
@@ -114,7 +122,16 @@ def _presenceFields(element: domish.Element) -> PresenceFields:
         elif name == "priority" and priority is None:
             priority = str(child)
     status = (plainStatus if plainStatus is not None else firstStatus or "").strip()[:MAX_STATUS] or None
-    return PresenceFields(show, status, _priority(priority), parseDateTime(idle))
+    return PresenceFields(show, status, _priority(priority), parseDateTime(idle), photo)
+
+
+def _photoHash(update: domish.Element) -> str | None:
+    for photo in update.elements(NS_VCARD_UPDATE, "photo"):
+        text = str(photo).strip()
+        if not text:
+            return ""
+        return text.lower() if _PHOTO_HASH.fullmatch(text) else None
+    return None
 
 
 def _priority(text: str | None) -> int:
@@ -178,6 +195,7 @@ class PresenceFeed(XMPPHandler):
             status=fields.status,
             priority=fields.priority,
             idleSince=fields.idleSince,
+            photo=fields.photo,
             received=self.clock.seconds(),
             stanza=stanzaXML(element),
         )

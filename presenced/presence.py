@@ -77,6 +77,9 @@ class Shown:
         if it says so.
     @ivar lastSeen: for an offline user, when their last resource went
         offline, if known.
+    @ivar photo: the avatar hash the shown resource announces (XEP-0153):
+        hexadecimal SHA-1, C{""} for no avatar, C{None} when it says
+        nothing.
     """
 
     state: State
@@ -85,6 +88,7 @@ class Shown:
     since: float | None = None
     idleSince: float | None = None
     lastSeen: float | None = None
+    photo: str | None = None
 
     def looksLike(self, other: Shown) -> bool:
         """

@@ -14,6 +14,7 @@ from twisted.python import usage
 from presenced import __version__
 from presenced.access import ServedScope
 from presenced.answers import AnswerRenderer, loadImages
+from presenced.avatars import READ_TTL, AvatarCache, VCardReader
 from presenced.client import ClientMode
 from presenced.component import ComponentMode
 from presenced.config import ConfigError, Settings, load
@@ -113,11 +114,13 @@ def buildService(settings: Settings, reactor, configPath: str | None = None,
     scope = ServedScope(xmpp.servedDomains)
     mode = (ClientMode if xmpp.mode == "client" else ComponentMode)(settings, reactor, tracker, link, scope)
     feed = PresenceFeed(tracker, scope, reactor, mode.tracks)
-    for handler in [link, feed, *mode.handlers]:
+    vcards = VCardReader(link, presence.roster_timeout)
+    for handler in [link, feed, vcards, *mode.handlers]:
         handler.setHandlerParent(mode.connection)
 
     status = StatusResource(tracker, mode.policy, AnswerRenderer(loadImages(http.images), presence.labels), scope,
-                            RequesterCheck.fromSettings(presence, reactor))
+                            RequesterCheck.fromSettings(presence, reactor),
+                            AvatarCache(vcards.photo, reactor, READ_TTL))
     health = HealthReport(link, tracker)
     site = buildSite(status, HealthResource(health), reactor)
     site.reconfig(settings, status.renderer.images)

@@ -21,13 +21,15 @@ from urllib.parse import unquote_to_bytes
 
 import hyperlink
 from twisted.internet import address, task
+from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.web import pages, resource, server
 
 from presenced import __version__, jids
 from presenced.access import ServedScope, ViewPolicy
 from presenced.config import Settings
-from presenced.answers import JSON, NO_CACHE, TEXT, AnswerRenderer, Body
+from presenced.answers import JSON, NO_CACHE, TEXT, AnswerRenderer, Body, avatarBody, defaultAvatar
+from presenced.avatars import AvatarCache
 from presenced.presence import PresenceTracker, Shown, State
 from presenced.sign import UNPROVEN, RequesterCheck
 
@@ -58,7 +60,7 @@ class StatusQuery(NamedTuple):
     @ivar requester: who asks, a normalised bare JID, if given and it
         could matter: see L{parseQuery}.
     @ivar namesRequester: whether the request names a requester.
-    @ivar kind: C{"image"}, C{"text"} or C{"xml"}.
+    @ivar kind: C{"image"}, C{"text"}, C{"xml"} or C{"avatar"}.
     @ivar redirects: state to the URL of its custom image.
     @ivar expires: C{req_exp}, until when the requester's signature holds.
     @ivar signature: C{req_sig}, the signature vouching for the requester.
@@ -167,8 +169,8 @@ def parseQuery(args: dict[bytes, list[bytes]], domains: frozenset[str] | None = 
     if not userText:
         raise BadRequest("jid is required")
     kind = _single(args, b"type", 16) or "image"
-    if kind not in ("image", "text", "xml"):
-        raise BadRequest("type must be image, text or xml")
+    if kind not in ("image", "text", "xml", "avatar"):
+        raise BadRequest("type must be image, text, xml or avatar")
     user = _jid("jid", userText, needsUser=True, localOn=None if kind == "xml" else domains)
     requesterText = _single(args, b"req_jid", MAX_JID)
     expires = _single(args, b"req_exp", MAX_PROOF)
@@ -202,6 +204,8 @@ class StatusResource(resource.Resource):
 
     @ivar scope: the served domains.
     @ivar redirectHosts: the hosts image URLs may point to; empty: any.
+    @ivar avatars: where users' pictures come from; C{None}: nobody's
+        are shown, everyone gets the default one.
     """
 
     isLeaf = True
@@ -209,13 +213,15 @@ class StatusResource(resource.Resource):
     redirectHosts: tuple[str, ...] = ()
 
     def __init__(self, tracker: PresenceTracker, policy: ViewPolicy,
-                 renderer: AnswerRenderer, scope: ServedScope, requesters: RequesterCheck) -> None:
+                 renderer: AnswerRenderer, scope: ServedScope, requesters: RequesterCheck,
+                 avatars: AvatarCache | None = None) -> None:
         super().__init__()
         self.tracker = tracker
         self.policy = policy
         self.renderer = renderer
         self.scope = scope
         self.requesters = requesters
+        self.avatars = self._avatarSource = avatars
 
     def reconfig(self, settings: Settings, images: dict[State, Body]) -> None:
         """
@@ -224,6 +230,7 @@ class StatusResource(resource.Resource):
         self.renderer = AnswerRenderer(images, settings.presence.labels)
         self.requesters = RequesterCheck.fromSettings(settings.presence, self.requesters.clock)
         self.redirectHosts = settings.http.redirect_hosts
+        self.avatars = self._avatarSource if settings.presence.avatars else None
 
     def render_GET(self, request: server.Request) -> bytes | int:
         try:
@@ -237,21 +244,25 @@ class StatusResource(resource.Resource):
             return self._answer(request, query, FORBIDDEN)
         decision = self.policy.mayView(query.user, requester)
         if isinstance(decision, bool):
-            return self._answer(request, query, self.tracker.shown(query.user) if decision else FORBIDDEN)
+            answer = self._answer(request, query, self.tracker.shown(query.user) if decision else FORBIDDEN)
+        else:
+            answer = decision.addCallback(
+                lambda allowed: self._answer(request, query, self.tracker.shown(query.user) if allowed else FORBIDDEN))
+        if isinstance(answer, bytes):
+            return answer
 
         gone = []
         request.notifyFinish().addErrback(gone.append)
 
-        def decided(allowed: bool) -> None:
+        def answered(body: bytes) -> None:
             if gone:
                 return
-            body = self._answer(request, query, self.tracker.shown(query.user) if allowed else FORBIDDEN)
             request.setHeader(b"Content-Length", b"%d" % len(body))
             if body:
                 request.write(body)
             request.finish()
 
-        decision.addCallback(decided)
+        answer.addCallback(answered)
         return server.NOT_DONE_YET
 
     def render_HEAD(self, request: server.Request) -> bytes | int:
@@ -276,7 +287,9 @@ class StatusResource(resource.Resource):
         request.setHeader(b"Allow", b", ".join(self.allowedMethods))
         return _plain(request, 405, "only GET, HEAD and POST are allowed")
 
-    def _answer(self, request: server.Request, query: StatusQuery, shown: Shown) -> bytes:
+    def _answer(self, request: server.Request, query: StatusQuery, shown: Shown) -> bytes | Deferred[bytes]:
+        if query.kind == "avatar":
+            return self._avatar(request, query, shown)
         redirect = query.redirects.get(shown.state)
         if redirect is not None:
             request.setResponseCode(302)
@@ -290,6 +303,18 @@ class StatusResource(resource.Resource):
         else:
             body = self.renderer.image(shown)
         return _send(request, body)
+
+    def _avatar(self, request: server.Request, query: StatusQuery, shown: Shown) -> bytes | Deferred[bytes]:
+        """
+        The user's picture, or the default one when they have none that
+        may be shown, avatars are off, or the answer is refused.
+        """
+        if self.avatars is None or shown is FORBIDDEN or shown.photo == "":
+            return _send(request, defaultAvatar())
+        found = self.avatars.picture(query.user, shown.photo)
+        if isinstance(found, Deferred):
+            return found.addCallback(lambda picture: _send(request, avatarBody(picture)))
+        return _send(request, avatarBody(found))
 
 
 def _send(request: server.Request, body: Body, code: int = 200) -> bytes:

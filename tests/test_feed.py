@@ -310,3 +310,22 @@ def test_unavailablePresenceRecordsWhenTheUserLeft(link):
     link.receive(f"<presence from='alice@{DOMAIN}/desk' type='unavailable'><status>Bye</status></presence>")
     shown = link.tracker.shown(f"alice@{DOMAIN}")
     assert (shown.state, shown.status, shown.lastSeen) == (State.OFFLINE, "Bye", link.clock.seconds())
+
+
+@pytest.mark.parametrize("update, expected", [
+    ("<x xmlns='vcard-temp:x:update'><photo>01B87FCD030B72895FF8E88DB57EC525450F000D</photo></x>",
+     "01b87fcd030b72895ff8e88db57ec525450f000d"),
+    ("<x xmlns='vcard-temp:x:update'><photo/></x>", ""),
+    ("<x xmlns='vcard-temp:x:update'/>", None),
+    ("<x xmlns='vcard-temp:x:update'><photo>../../etc/passwd</photo></x>", None),
+    ("<x xmlns='vcard-temp:x:update'><photo>" + "a" * 41 + "</photo></x>", None),
+    ("<x xmlns='urn:other'><photo>01b87fcd030b72895ff8e88db57ec525450f000d</photo></x>", None),
+])
+def test_avatarHashIsRead(link, update, expected):
+    """
+    The XEP-0153 avatar hash of a presence is read as lowercase hex, an
+    empty C{<photo/>} as no avatar; anything that is not a SHA-1 says
+    nothing.
+    """
+    link.receive(f"<presence from='alice@{DOMAIN}/desk'>{update}</presence>")
+    assert link.tracker.shown(f"alice@{DOMAIN}").photo == expected

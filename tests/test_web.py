@@ -628,7 +628,7 @@ def test_answersCarrySafetyHeaders(public):
     ("jid=a@.", "jid is not a valid JID"),
     ("jid=a@example.test&req_jid=a..b", "req_jid is not a valid JID"),
     ("jid=a@example.test&req_jid=%E2%80%8B", "req_jid is not a valid JID"),
-    ("jid=a@example.test&type=html", "type must be image, text or xml"),
+    ("jid=a@example.test&type=html", "type must be image, text, xml or avatar"),
     ("jid=a@example.test&images=http://x.example/a.png", "images must contain --IMAGE--"),
     ("jid=a@example.test&images=ftp://x.example/--IMAGE--", "images must be an absolute http or https URL"),
     ("jid=a@example.test&images=/--IMAGE--.png", "images must be an absolute http or https URL"),

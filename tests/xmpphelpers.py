@@ -8,6 +8,7 @@ from twisted.internet.testing import StringTransport
 from twisted.python.failure import Failure
 
 from presenced.access import ServedScope
+from presenced.avatars import VCardReader
 from presenced.config import ComponentSettings
 from presenced.presence import PresenceTracker
 from presenced.component import ComponentConnection, PrivilegeListener, RosterReader
@@ -35,6 +36,8 @@ class Link:
         self.privileges.setHandlerParent(self.connection)
         self.rosters = RosterReader(self.monitor, timeout=5)
         self.rosters.setHandlerParent(self.connection)
+        self.vcards = VCardReader(self.monitor, timeout=5)
+        self.vcards.setHandlerParent(self.connection)
         self.connect()
 
     def connect(self) -> None:

@@ -51,6 +51,10 @@ Component "{component}"
 """
 
 
+#: The modules that make Prosody serve HTTP.
+_HTTP_MODULES = frozenset({"webpresence", "http_files", "bosh", "websocket"})
+
+
 def freePort() -> int:
     """
     A TCP port on 127.0.0.1 that nothing listens on right now.
@@ -165,7 +169,7 @@ class Prosody:
             stderr=subprocess.DEVNULL,
         )
         ports = [self.c2sPort, self.componentPort]
-        if self.modules:
+        if _HTTP_MODULES.intersection(self.modules):
             ports.append(self.httpPort)
         for port in ports:
             waitForPort(port, timeout, self.process)

@@ -32,9 +32,10 @@ def pytest_collection_modifyitems(items):
 @pytest.fixture(scope="session")
 def prosody():
     """
-    One Prosody for the session; each test makes its own users.
+    One Prosody for the session, with vCards; each test makes its own
+    users.
     """
-    server = Prosody()
+    server = Prosody(modules=("vcard",))
     server.start()
     yield server
     server.cleanup()
