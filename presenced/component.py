@@ -14,7 +14,7 @@ from twisted.logger import Logger
 from twisted.words.protocols.jabber import component as jabber_component
 from twisted.words.protocols.jabber import error as jabber_error
 from twisted.words.protocols.jabber import xmlstream
-from twisted.words.protocols.jabber.jid import InvalidFormat, JID
+from twisted.words.protocols.jabber.jid import JID
 from twisted.words.xish import domish
 from wokkel.component import Component
 from wokkel.generic import Request

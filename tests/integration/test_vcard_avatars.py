@@ -61,7 +61,7 @@ async def test_publishedAvatarIsServed(world):
     assert (answer.code, answer.header("content-type")) == (200, "image/png")
     await world.login(bob)
     assert (await world.get(f"jid={bob}&type=avatar")).body == defaultAvatar().data
-    assert (await world.get(f"jid=nobody@elsewhere.test&type=avatar")).body == defaultAvatar().data
+    assert (await world.get("jid=nobody@elsewhere.test&type=avatar")).body == defaultAvatar().data
 
 
 @pytest_twisted.ensureDeferred
