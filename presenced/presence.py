@@ -245,6 +245,13 @@ class PresenceTracker:
         """
         return [(user, p.resource) for user, resources in self._online.items() for p in resources]
 
+    def offlineUsers(self) -> list[tuple[str, Shown]]:
+        """
+        Every offline user the tracker keeps a record of (see L{unavailable}
+        and L{restore}), with what they show, as a snapshot.
+        """
+        return list(self._offline.items())
+
     def isOnline(self, user: str, resource: str) -> bool:
         """
         Whether C{user}'s C{resource} is online.

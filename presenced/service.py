@@ -22,6 +22,7 @@ from presenced.feed import PresenceFeed
 from presenced.link import LinkMonitor
 from presenced.listeners import Listeners
 from presenced.presence import PresenceTracker
+from presenced.store import LastSeenStore, StoreError
 from presenced.web import AccessLog, HealthReport, PresenceSite
 
 
@@ -29,8 +30,10 @@ class PresenceService(MultiService):
     """
     presenced as one service: XMPP → presence model → HTTP.
 
-    Its children are named C{xmpp} (the link to the server) and C{http}
-    (the listeners, L{Listeners}).  L{reload} re-reads the settings file at
+    Its children are named C{store} (the embedded store, L{LastSeenStore},
+    started first so that the model holds what it restores before the link
+    starts), C{xmpp} (the link to the server) and C{http} (the listeners,
+    L{Listeners}).  L{reload} re-reads the settings file at
     C{configPath}; with C{reloadOnHangup}, SIGHUP does that, from the
     moment the service is built: one that arrives before the service has
     started (while twistd binds its ports and drops privileges) is applied
@@ -38,20 +41,21 @@ class PresenceService(MultiService):
 
     A reload works as buildbot's does: the whole file is loaded and
     checked first, with everything it names (icons, access log, TLS
-    certificates, the link's credentials), and nothing changes if any of
-    it is wrong or cannot change while presenced runs.  Then each part is
+    certificates, the link's credentials, a new store file), and nothing
+    changes if any of it is wrong or cannot change while presenced runs.  Then each part is
     handed the new settings in this order: the listeners (the one step
     that can still fail, by not binding a new port; it then undoes itself,
     so it goes first), the served scope (one object, which the feed, the
     access rules and the web side all ask), the site and its resources,
-    the mode (access and the mode's handlers), and last the link, which
-    reconnects if its settings changed.
+    the mode (access and the mode's handlers), the store, and last the
+    link, which reconnects if its settings changed.
 
     @ivar settings: the settings in force.
     @ivar tracker: the presence model.
     @ivar link: whether the XMPP link is up.
     @ivar scope: the served domains.
     @ivar mode: the component or client mode.
+    @ivar store: the embedded store.
     @ivar connection: the link service.
     @ivar site: the HTTP site.
     @ivar listeners: its listening ports.
@@ -62,7 +66,7 @@ class PresenceService(MultiService):
 
     def __init__(self, settings: Settings, reactor, *, tracker: PresenceTracker, link: LinkMonitor,
                  scope: ServedScope, mode: ComponentMode | ClientMode, feed: PresenceFeed, site: PresenceSite,
-                 listeners: Listeners, health: HealthReport, configPath: str | None = None,
+                 listeners: Listeners, health: HealthReport, store: LastSeenStore, configPath: str | None = None,
                  reloadOnHangup: bool = False) -> None:
         super().__init__()
         self.settings = settings
@@ -78,9 +82,12 @@ class PresenceService(MultiService):
         self.site = site
         self.listeners = listeners
         self.health = health
+        self.store = store
         self._reloading: defer.Deferred[bool] | None = None
         self._reloadAgain: defer.Deferred[bool] | None = None
         self._reloadOnStart = False
+        self.store.setName("store")
+        self.store.setServiceParent(self)
         self.connection.setName("xmpp")
         self.connection.setServiceParent(self)
         self.listeners.setServiceParent(self)
@@ -92,7 +99,8 @@ class PresenceService(MultiService):
 
     def startService(self) -> None:
         """
-        Open the access log, then start the link and the listeners.
+        Open the access log, then start the store, the link and the
+        listeners.
 
         twistd calls this after switching to its C{--uid}/C{--gid} (ports
         are bound before that, by C{privilegedStartService}): the access
@@ -100,6 +108,7 @@ class PresenceService(MultiService):
         reloads.
 
         @raise OSError: the access log cannot be opened.
+        @raise StoreError: the store cannot be used.
         """
         self.site.setAccessLog(self._openAccessLog(self.settings.http.access_log))
         super().startService()
@@ -160,20 +169,18 @@ class PresenceService(MultiService):
                 self.log.error("{problem}", problem=problem)
             self.log.error("Reload aborted: the configuration has errors; nothing was changed")
             return False
-        old, accessLog = self.settings, None
+        old, accessLog, storeFile = self.settings, None, None
         try:
-            images, certificates, authenticator = self._prepare(old, new)
+            images, certificates, authenticator, storeFile = self._prepare(old, new)
             # The access log file is reopened on every reload, for log rotation.
             accessLog = self._openAccessLog(new.http.access_log)
             await self.listeners.reconfig(new, certificates)
         except (ReloadRefused, OSError) as e:
-            if accessLog is not None:
-                accessLog.close()
+            _close(accessLog, storeFile)
             self.log.error("Reload aborted: {why}; nothing was changed", why=e)
             return False
         except Exception:
-            if accessLog is not None:
-                accessLog.close()
+            _close(accessLog, storeFile)
             self.log.failure("Reload aborted: the new settings could not be read; nothing was changed")
             return False
 
@@ -186,6 +193,7 @@ class PresenceService(MultiService):
             self.scope.reconfig(new)
             self.site.reconfig(new, images)
             self.mode.reconfig(new)
+            self.store.reconfig(new.presence.store, storeFile)
             self.settings = new
             if new.xmpp != old.xmpp:
                 await self.connection.reconnect(new.xmpp, authenticator)
@@ -199,8 +207,10 @@ class PresenceService(MultiService):
     def _prepare(self, old: Settings, new: Settings):
         """
         What the new settings name, read and checked before anything
-        changes: the icons, the certificates of kept TLS listeners, and the
-        link's authenticator when the link's settings changed.
+        changes: the icons, the certificates of kept TLS listeners, the
+        link's authenticator when the link's settings changed, and a store
+        file they move the store to (opened last: the caller closes it if
+        the reload is aborted later).
 
         @raise ReloadRefused: something cannot be used or cannot change at
             runtime.
@@ -218,7 +228,20 @@ class PresenceService(MultiService):
                 authenticator = self.connection.authenticatorFor(new.xmpp)
             except Exception as e:
                 raise ReloadRefused(f"cannot use the new [xmpp] settings ({e})") from None
-        return images, certificates, authenticator
+        try:
+            storeFile = self.store.prepare(new.presence.store)
+        except StoreError as e:
+            raise ReloadRefused(str(e)) from None
+        return images, certificates, authenticator, storeFile
+
+
+def _close(*opened) -> None:
+    """
+    Close what a reload opened before it was aborted.
+    """
+    for thing in opened:
+        if thing is not None:
+            thing.close()
 
 
 def _follow(d: defer.Deferred) -> defer.Deferred:

@@ -24,6 +24,7 @@ from presenced.listeners import Listeners
 from presenced.presence import PresenceTracker
 from presenced.service import PresenceService
 from presenced.sign import RequesterCheck
+from presenced.store import LastSeenStore, WriterThread
 from presenced.web import HealthReport, HealthResource, StatusResource, buildSite
 
 
@@ -98,14 +99,17 @@ def makeService(options: Options, reactor=None) -> PresenceService:
 
 
 def buildService(settings: Settings, reactor, configPath: str | None = None,
-                 reloadOnHangup: bool = False) -> PresenceService:
+                 reloadOnHangup: bool = False, storeThread=WriterThread) -> PresenceService:
     """
     The service tree for C{settings}, data flowing one way: the link and
     the mode's handlers feed the presence model, which the site reads
-    through the access rules; all of them ask one served scope.
+    through the access rules; all of them ask one served scope.  The
+    store keeps what the model knows of offline users across restarts.
 
     @param configPath: the settings file that reloads read.
     @param reloadOnHangup: whether SIGHUP reloads it.
+    @param storeThread: makes the thread the store writes on, given the
+        reactor (see L{WriterThread}).
     @raise OSError: an icon cannot be read.
     """
     xmpp, presence, http = settings.xmpp, settings.presence, settings.http
@@ -127,6 +131,7 @@ def buildService(settings: Settings, reactor, configPath: str | None = None,
     return PresenceService(
         settings, reactor, tracker=tracker, link=link, scope=scope, mode=mode, feed=feed, site=site,
         listeners=Listeners(site, reactor, http.listen), health=health,
+        store=LastSeenStore(presence.store, tracker, reactor, storeThread),
         configPath=configPath, reloadOnHangup=reloadOnHangup,
     )
 

@@ -295,6 +295,22 @@ def test_restoredOfflineUser():
         State.AVAILABLE, None)
 
 
+def test_offlineUsersAreThoseWithARecord():
+    """
+    offlineUsers lists the users seen going offline or restored so, with
+    what they show; not online users, not forgotten ones.
+    """
+    tracker = PresenceTracker()
+    tracker.available("a@example.test", presence(resource="one"))
+    tracker.unavailable("a@example.test", "one", "Bye", 5.0)
+    tracker.restore("b@example.test", "On holiday", 50.0)
+    tracker.restore("c@example.test", None, 60.0)
+    tracker.available("d@example.test", presence())
+    tracker.forget("c@example.test")
+    assert sorted((user, shown.state, shown.status, shown.lastSeen) for user, shown in tracker.offlineUsers()) == [
+        ("a@example.test", State.OFFLINE, "Bye", 5.0), ("b@example.test", State.OFFLINE, "On holiday", 50.0)]
+
+
 def test_onlineCount():
     """
     onlineCount counts users with an online resource, not resources.

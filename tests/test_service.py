@@ -6,6 +6,7 @@ with an in-memory reactor and clock.
 from __future__ import annotations
 
 import json
+import os
 import re
 
 import pytest
@@ -26,6 +27,7 @@ from presenced.presence import ResourcePresence, State
 from presenced.sandbox.certificates import selfSigned
 from presenced.tap import buildService
 
+from storehelpers import ImmediateThread, storedRows
 from webhelpers import Connection, request
 
 BASE = {
@@ -104,7 +106,8 @@ class Daemon:
         self.path = tmp_path / "presenced.ini"
         self.write()
         self.reactor = RecordingReactor()
-        self.service = buildService(load(str(self.path)), self.reactor, configPath=str(self.path))
+        self.service = buildService(load(str(self.path)), self.reactor, configPath=str(self.path),
+                                    storeThread=ImmediateThread)
         self.service.startService()
 
     def write(self, **changes):
@@ -476,3 +479,58 @@ def test_reloadedDomainIsServedEverywhereAtOnce(daemon):
     assert daemon.text("carol@other.test") == b"Available"
     assert daemon.text("alice@example.test") == b"Forbidden"
     assert daemon.service.tracker.shown("alice@example.test").state is State.OFFLINE
+
+
+def openFiles(path) -> int:
+    """
+    How many of this process's file descriptors are open on C{path}.
+    """
+    return sum(os.path.realpath(f"/proc/self/fd/{fd}") == str(path) for fd in os.listdir("/proc/self/fd"))
+
+
+def test_reloadTurnsTheStoreOnAndOff(daemon, tmp_path):
+    """
+    A reload that sets a store starts writing offline users to it, with
+    what the model knew before; one that turns it off stops the writes.
+    """
+    path = tmp_path / "presence.sqlite"
+    tracker = daemon.service.tracker
+    tracker.unavailable("alice@example.test", None, "Before", 100.0)
+    with capturedLogs() as events:
+        assert daemon.reload(presence__store=str(path)) == [True]
+    assert "presence.store" in [e.get("changes") for e in events if "changes" in e]
+    tracker.unavailable("bob@example.test", None, "After", 101.0)
+    daemon.reactor.advance(1)
+    assert storedRows(path) == [("alice@example.test", "Before", None), ("bob@example.test", "After", None)]
+    assert daemon.reload() == [True]
+    assert daemon.reload(presence__store="off") == [True]
+    tracker.unavailable("carol@example.test", None, "Not kept", 102.0)
+    daemon.reactor.advance(1)
+    assert len(storedRows(path)) == 2
+
+
+def test_unusableStoreAbortsReload(daemon, tmp_path):
+    """
+    A new store that cannot be used aborts the reload, with its path and
+    why in the log, and nothing changes.
+    """
+    (tmp_path / "presence.sqlite").mkdir()
+    with capturedLogs() as events:
+        assert daemon.reload(presence__store=str(tmp_path / "presence.sqlite"), presence__public="false") == [False]
+    assert daemon.service.mode.policy.public is True
+    assert f"Reload aborted: cannot use the store {tmp_path / 'presence.sqlite'}: Is a directory; nothing was changed" \
+        in [formatEvent(e) for e in events]
+
+
+def test_storeOpenedForAnAbortedReloadIsClosed(daemon, tmp_path):
+    """
+    A new store opened by a reload that is then aborted (a new port does
+    not bind) is closed again, and the reload changes nothing.
+    """
+    path = tmp_path / "presence.sqlite"
+    daemon.reactor.busy.add(8083)
+    assert daemon.reload(presence__store=str(path), http__listen="tcp:8083:interface=127.0.0.1") == [False]
+    assert openFiles(path) == 0
+    daemon.service.tracker.unavailable("alice@example.test", None, "Not kept", 100.0)
+    daemon.reactor.advance(1)
+    assert storedRows(path) == []

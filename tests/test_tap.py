@@ -16,6 +16,7 @@ from twisted.python import usage
 
 from presenced import tap
 from presenced.service import PresenceService
+from presenced.store import StoreError
 
 from webhelpers import Connection
 
@@ -104,12 +105,12 @@ def validOptions(tmp_path) -> tap.Options:
 
 def test_makeService(tmp_path):
     """
-    A valid configuration gives the service tree with named xmpp and http
-    children.
+    A valid configuration gives the service tree with named store, xmpp
+    and http children.
     """
     service = tap.makeService(validOptions(tmp_path), MemoryReactorClock())
     assert isinstance(service, PresenceService)
-    assert {child.name for child in service} == {"xmpp", "http"}
+    assert {child.name for child in service} == {"store", "xmpp", "http"}
 
 
 def test_unopenableAccessLogRefusesToStart(tmp_path):
@@ -129,6 +130,28 @@ def test_unopenableAccessLogRefusesToStart(tmp_path):
     service = tap.makeService(options, MemoryReactorClock())
     with pytest.raises(IsADirectoryError, match="access.log"):
         service.startService()
+
+
+def test_unusableStoreRefusesToStart(tmp_path):
+    """
+    A store file that cannot be used stops start-up with its path and the
+    reason, before the XMPP link starts; it is opened when the service
+    starts, as the account twistd runs it as.
+    """
+    store = tmp_path / "presence.sqlite"
+    store.write_text("not a database, not at all, " * 10)
+    path = tmp_path / "ok.ini"
+    path.write_text(
+        "[xmpp]\njid = presence.example.com\nsecret = s\ndomain = example.com\n"
+        f"[http]\nlisten = tcp:0:interface=127.0.0.1\n[presence]\nstore = {store}\n"
+    )
+    options = tap.Options()
+    options.parseOptions(["-c", str(path)])
+    reactor = MemoryReactorClock()
+    service = tap.makeService(options, reactor)
+    with pytest.raises(StoreError, match=f"cannot use the store {store}: not an SQLite database"):
+        service.startService()
+    assert reactor.tcpClients == []
 
 
 def test_trustedProxiesFromTheFileReachTheAccessLog(tmp_path):

@@ -37,9 +37,11 @@ BOB_CYCLE = [("away", "At lunch"), (None, "Back at my desk"), ("xa", "Gone home"
 
 def writeSettings(prosody: Prosody, port: int, public: bool) -> Path:
     """
-    Write a presenced INI file for the sandbox server.
+    Write a presenced INI file for the sandbox server, in a directory of
+    its own, with a store in its C{state} directory.
     """
     path = Path(tempfile.mkdtemp(prefix="presenced-demo-")) / "presenced.ini"
+    (path.parent / "state").mkdir()
     path.write_text(
         f"""\
 [xmpp]
@@ -55,6 +57,7 @@ listen = tcp:{port}:interface=127.0.0.1
 [presence]
 public = {"true" if public else "false"}
 unavailable_status = Not online
+store = {path.parent / "state" / "presence.sqlite"}
 """,
         encoding="utf-8",
     )

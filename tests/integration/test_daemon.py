@@ -220,8 +220,9 @@ async def test_readyForSystemdOnceHangupReloads(daemon, tmp_path):
 def test_initScriptStartStatusReloadStop(prosody, tmp_path):
     """
     The LSB init script starts twistd in the background, which binds a
-    port below 1024 and runs as the configured account; it reports its
-    status, reloads it with SIGHUP and stops it.
+    port below 1024 and runs as the configured account (in the state
+    directory it gives that account, the store); it reports its status,
+    reloads it with SIGHUP and stops it.
     """
     if os.geteuid() != 0:
         pytest.skip("the init script runs as root")
@@ -232,7 +233,7 @@ def test_initScriptStartStatusReloadStop(prosody, tmp_path):
     defaults = tmp_path / "defaults"
     defaults.write_text(
         f"TWISTD={Path(sys.executable).with_name('twistd')}\n"
-        f"CONFIG={settings}\nPIDFILE={pidfile}\nLOGFILE={logfile}\n"
+        f"CONFIG={settings}\nPIDFILE={pidfile}\nLOGFILE={logfile}\nSTATEDIR={settings.parent / 'state'}\n"
         "RUN_USER=nobody\nRUN_GROUP=nogroup\n"
         # A limit that this machine allows, unlike perhaps the default.
         "OPEN_FILES=4096\n"
@@ -273,6 +274,7 @@ def test_initScriptStartStatusReloadStop(prosody, tmp_path):
     assert stopped.returncode == 0
     assert run("status").returncode == 3
     assert "Server Shut Down." in logfile.read_text()
+    assert (settings.parent / "state" / "presence.sqlite").stat().st_uid == NOBODY
     shutil.rmtree(settings.parent)
 
 
@@ -417,3 +419,109 @@ async def test_accessLogBelongsToRunAccount(world, nobodyDaemon):
     assert "Reload aborted" not in daemon.log()
     assert "jid=first@" not in accessLog.read_text()
     assert "jid=second@" in accessLog.with_name("access.log.1").read_text()
+
+
+async def restart(daemon, *options: str) -> None:
+    """
+    Stop twistd as an administrator would (SIGTERM), start it again with
+    C{options} of its own and wait for its link.
+    """
+    connected = daemon.log().count("Connected to the XMPP server")
+    daemon.stop()
+    assert daemon.process.returncode == -signal.SIGTERM
+    daemon.launch(*options)
+    await until(lambda: daemon.log().count("Connected to the XMPP server") > connected, timeout=30)
+
+
+@pytest_twisted.ensureDeferred
+async def test_storeKeepsOfflineStatusAcrossRestart(world, daemon, tmp_path):
+    """
+    With a store, what a user said logging out is still the offline answer
+    after twistd is restarted, before they are back.
+    """
+    store = tmp_path / "presence.sqlite"
+    user = world.user("store")
+    client = await world.login(user)
+    client.available(status="Here")
+    daemon.write(public=True, presence={"store": store})
+    await daemon.start()
+    await world.waitForText(f"jid={user}", "Here")
+    client.unavailable(status="Gone fishing")
+    await world.waitForText(f"jid={user}", "Gone fishing")
+
+    await restart(daemon)
+    assert f"Restored 1 offline users from the store {store}" in daemon.log()
+    assert await world.text(f"jid={user}") == "Gone fishing"
+    xml = (await world.get(f"jid={user}&type=xml")).body.decode()
+    assert "type='unavailable'" in xml and "<status>Gone fishing</status>" in xml
+
+
+@pytest_twisted.ensureDeferred
+async def test_storeKeepsLastSeenAcrossRestart(world, tmp_path):
+    """
+    When a user was last seen, as the model knows it, is known again after
+    presenced is restarted with its store.
+    """
+    store = tmp_path / "presence.sqlite"
+    user = world.user("seen")
+    await world.start(extra=f"store = {store}")
+    client = await world.login(user)
+    client.available()
+    await world.waitForText(f"jid={user}", "Available")
+    client.unavailable()
+    await until(lambda: world.service.tracker.shown(user).lastSeen is not None)
+    lastSeen = world.service.tracker.shown(user).lastSeen
+    await world.service.stopService()
+    await until(lambda: not world.service.link.connected)
+
+    await world.start(extra=f"store = {store}")
+    assert world.service.tracker.shown(user).lastSeen == lastSeen
+
+
+def test_unusableStoreRefusesToStart(world, daemon, tmp_path):
+    """
+    twistd exits at once when the store is not an SQLite database, with
+    an error naming the file.
+    """
+    store = tmp_path / "presence.sqlite"
+    store.write_text("Not a database. " * 20)
+    daemon.write(presence={"store": store})
+    daemon.launch()
+    daemon.process.communicate(timeout=60)
+    assert daemon.process.returncode == 1
+    assert f"cannot use the store {store}: not an SQLite database" in daemon.log()
+    assert "Connected to the XMPP server" not in daemon.log()
+
+
+@pytest_twisted.ensureDeferred
+async def test_storeBelongsToRunAccount(world, nobodyDaemon):
+    """
+    Started as root and run as nobody, the daemon creates its store as
+    nobody, readable by owner and group only, and keeps what it holds
+    across a restart; a store that account may not write refuses the
+    start.
+    """
+    daemon = nobodyDaemon
+    state = daemon.settings.parent / "state"
+    state.mkdir()
+    os.chown(state, NOBODY, NOBODY)
+    store = state / "presence.sqlite"
+    daemon.write(presence={"store": store})
+    readableByNobody(daemon.settings)
+    await daemon.start(*AS_NOBODY)
+    status = store.stat()
+    assert (status.st_uid, status.st_gid, stat.S_IMODE(status.st_mode)) == (NOBODY, NOBODY, 0o640)
+    user = world.user("nobody")
+    client = await world.login(user)
+    client.unavailable(status="Written as nobody")
+    await world.waitForText(f"jid={user}", "Written as nobody")
+
+    await restart(daemon, *AS_NOBODY)
+    assert await world.text(f"jid={user}") == "Written as nobody"
+
+    daemon.stop()
+    os.chown(store, 0, 0)
+    daemon.launch(*AS_NOBODY)
+    daemon.process.communicate(timeout=60)
+    assert daemon.process.returncode == 1
+    assert f"cannot use the store {store}: Permission denied" in daemon.log()
