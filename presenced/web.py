@@ -1,10 +1,11 @@
 """
-The HTTP side: the Openfire-compatible presence API.
+The HTTP side: the Openfire-compatible presence API, and more.
 
-C{/plugins/presence/status} answers with an image, text or XML for one
-user, or redirects to a custom image.  Requests are validated first; bad
-ones get a 400 with a short reason and nothing else happens.  Answers
-that are refused look the same whatever the reason.
+C{/plugins/presence/status} answers with an image, text, XML, JSON or a
+badge for one user, or redirects to a custom image;
+C{/plugins/presence/statuses} with JSON for many.  Requests are validated
+first; bad ones get a 400 with a short reason and nothing else happens.
+Answers that are refused look the same whatever the reason.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from typing import IO, Callable, Mapping, NamedTuple, Protocol
 from urllib.parse import unquote_to_bytes
 
 import hyperlink
-from twisted.internet import address, task
+from twisted.internet import address, defer, task
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.web import pages, resource, server
@@ -28,7 +29,8 @@ from twisted.web import pages, resource, server
 from presenced import __version__, jids
 from presenced.access import ServedScope, ViewPolicy
 from presenced.config import Settings
-from presenced.answers import JSON, NO_CACHE, TEXT, AnswerRenderer, Body, avatarBody, defaultAvatar
+from presenced.answers import (JSON, MAX_BADGE_TEXT, NO_CACHE, NOT_IN_XML, TEXT, AnswerRenderer, Body, avatarBody,
+                               defaultAvatar)
 from presenced.avatars import AvatarCache
 from presenced.presence import PresenceTracker, Shown, State
 from presenced.sign import UNPROVEN, RequesterCheck
@@ -37,11 +39,20 @@ IMAGE_TOKEN = "--IMAGE--"
 MAX_JID = 3071
 MAX_URL = 2048
 MAX_BODY = 64 * 1024
-MAX_PARAMETERS = 64
+#: Enough for a batch of L{MAX_BATCH} users and the other parameters.
+MAX_PARAMETERS = 128
+#: The most users one C{statuses} request may ask about.
+MAX_BATCH = 100
 MAX_PROOF = 256
 SERVER = b"presenced"
 
 FORBIDDEN = Shown(State.FORBIDDEN)
+
+#: The answers C{type} may ask for.
+KINDS = ("image", "text", "xml", "json", "svg", "shields", "avatar")
+#: The answers that show the user's JID, or its local part.
+_SHOWS_USER = frozenset({"xml", "json", "svg", "shields"})
+_BADGES = frozenset({"svg", "shields"})
 
 
 class BadRequest(Exception):
@@ -56,20 +67,44 @@ class StatusQuery(NamedTuple):
 
     @ivar user: the user asked about, a normalised bare JID (on a domain
         that is not served, with the local part as written unless the
-        answer is XML, the only one that shows it).
+        answer shows it: XML, JSON and badges).
     @ivar requester: who asks, a normalised bare JID, if given and it
         could matter: see L{parseQuery}.
     @ivar namesRequester: whether the request names a requester.
-    @ivar kind: C{"image"}, C{"text"}, C{"xml"} or C{"avatar"}.
+    @ivar kind: one of L{KINDS}.
     @ivar redirects: state to the URL of its custom image.
     @ivar expires: C{req_exp}, until when the requester's signature holds.
     @ivar signature: C{req_sig}, the signature vouching for the requester.
+    @ivar label: a badge's C{label}, if given.
+    @ivar showStatus: whether a badge shows the user's status
+        (C{message=status}) rather than the state's label.
     """
 
     user: str
     requester: str | None = None
     kind: str = "image"
     redirects: Mapping[State, str] = MappingProxyType({})
+    expires: str | None = None
+    signature: str | None = None
+    namesRequester: bool = False
+    label: str | None = None
+    showStatus: bool = False
+
+
+class BatchQuery(NamedTuple):
+    """
+    A validated request to C{/plugins/presence/statuses}.
+
+    @ivar users: the users asked about, normalised bare JIDs, each once,
+        in the order first asked.
+    @ivar requester: who asks, as in L{StatusQuery}.
+    @ivar expires: C{req_exp}, as in L{StatusQuery}.
+    @ivar signature: C{req_sig}, as in L{StatusQuery}.
+    @ivar namesRequester: whether the request names a requester.
+    """
+
+    users: tuple[str, ...]
+    requester: str | None = None
     expires: str | None = None
     signature: str | None = None
     namesRequester: bool = False
@@ -94,13 +129,16 @@ def _single(args: dict[bytes, list[bytes]], name: bytes, limit: int) -> str | No
         return None
     if len(values) > 1:
         raise BadRequest(f"{name.decode()} is given more than once")
-    raw = values[0]
+    return _decoded(name.decode(), values[0], limit)
+
+
+def _decoded(name: str, raw: bytes, limit: int) -> str:
     if len(raw) > limit:
-        raise BadRequest(f"{name.decode()} is too long")
+        raise BadRequest(f"{name} is too long")
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError:
-        raise BadRequest(f"{name.decode()} is not valid UTF-8") from None
+        raise BadRequest(f"{name} is not valid UTF-8") from None
 
 
 def _jid(name: str, text: str, needsUser: bool, localOn: frozenset[str] | None = None) -> str:
@@ -155,9 +193,10 @@ def parseQuery(args: dict[bytes, list[bytes]], domains: frozenset[str] | None = 
 
     Stringprep is costly, so parts whose value cannot change the answer
     are not prepared: the local part of a user on a domain that is not
-    served, and C{req_jid} when the answer is refused whoever it is (the
-    user is on such a domain, or C{requesters} say the request proves no
-    requester); both unless the answer is XML, which shows them.
+    served, unless the answer shows it (XML, JSON and badges); and
+    C{req_jid} when the answer is refused whoever it is (the user is on
+    such a domain, or C{requesters} say the request proves no requester),
+    unless the answer is XML, which shows it.
 
     @param domains: the served domains; C{None}: any.
     @param redirectHosts: the hosts image URLs may point to (see
@@ -169,19 +208,14 @@ def parseQuery(args: dict[bytes, list[bytes]], domains: frozenset[str] | None = 
     if not userText:
         raise BadRequest("jid is required")
     kind = _single(args, b"type", 16) or "image"
-    if kind not in ("image", "text", "xml", "avatar"):
-        raise BadRequest("type must be image, text, xml or avatar")
-    user = _jid("jid", userText, needsUser=True, localOn=None if kind == "xml" else domains)
-    requesterText = _single(args, b"req_jid", MAX_JID)
-    expires = _single(args, b"req_exp", MAX_PROOF)
-    signature = _single(args, b"req_sig", MAX_PROOF)
-    requester = None
-    if requesterText and (kind == "xml" or (
-            (domains is None or user.partition("@")[2] in domains)
-            and (requesters is None or requesters.mayProve(expires, signature)))):
-        requester = _jid("req_jid", requesterText, needsUser=False)
-    query = StatusQuery(user, requester, kind, expires=expires, signature=signature,
-                        namesRequester=bool(requesterText))
+    if kind not in KINDS:
+        raise BadRequest("type must be image, text, xml, json, svg, shields or avatar")
+    user = _jid("jid", userText, needsUser=True, localOn=None if kind in _SHOWS_USER else domains)
+    requester, expires, signature, named = _requesterClaim(
+        args, kind == "xml", domains is None or user.partition("@")[2] in domains, requesters)
+    label, showStatus = (_badgeLabel(args), _showsStatus(args)) if kind in _BADGES else (None, False)
+    query = StatusQuery(user, requester, kind, expires=expires, signature=signature, namesRequester=named,
+                        label=label, showStatus=showStatus)
 
     if args.keys().isdisjoint(_REDIRECT_PARAMETERS):
         return query
@@ -195,6 +229,63 @@ def parseQuery(args: dict[bytes, list[bytes]], domains: frozenset[str] | None = 
         redirects[state] = _imageURL(state.value, _single(args, name, MAX_URL), template=False,
                                      allowedHosts=redirectHosts)
     return query._replace(redirects=redirects)
+
+
+def parseBatch(args: dict[bytes, list[bytes]], domains: frozenset[str] | None = None,
+               requesters: RequesterCheck | None = None) -> BatchQuery:
+    """
+    Validate the parameters of a C{statuses} request: one to L{MAX_BATCH}
+    different users (after normalisation), and a requester as for
+    L{parseQuery}, prepared when it could matter for one of them.
+
+    @raise BadRequest: naming the first parameter that is wrong.
+    """
+    texts = args.get(b"jid")
+    if not texts:
+        raise BadRequest("jid is required")
+    users = {}
+    for position, raw in enumerate(texts, 1):
+        name = "jid" if len(texts) == 1 else f"jid #{position}"
+        users[_jid(name, _decoded(name, raw, MAX_JID), needsUser=True)] = None
+    if len(users) > MAX_BATCH:
+        raise BadRequest(f"more than {MAX_BATCH} different users")
+    served = domains is None or any(user.partition("@")[2] in domains for user in users)
+    requester, expires, signature, named = _requesterClaim(args, False, served, requesters)
+    return BatchQuery(tuple(users), requester, expires, signature, named)
+
+
+def _requesterClaim(args: dict[bytes, list[bytes]], shown: bool, served: bool,
+                    requesters: RequesterCheck | None) -> tuple[str | None, str | None, str | None, bool]:
+    """
+    C{req_jid}, C{req_exp} and C{req_sig}, and whether a requester is named.
+    C{req_jid} is prepared only when the answer shows it, or a user asked
+    about is C{served} and C{requesters} say the request may prove one.
+    """
+    requesterText = _single(args, b"req_jid", MAX_JID)
+    expires = _single(args, b"req_exp", MAX_PROOF)
+    signature = _single(args, b"req_sig", MAX_PROOF)
+    requester = None
+    if requesterText and (shown or (served and (requesters is None or requesters.mayProve(expires, signature)))):
+        requester = _jid("req_jid", requesterText, needsUser=False)
+    return requester, expires, signature, bool(requesterText)
+
+
+def _badgeLabel(args: dict[bytes, list[bytes]]) -> str | None:
+    label = _single(args, b"label", 4 * MAX_BADGE_TEXT)
+    if not label:
+        return None
+    if len(label) > MAX_BADGE_TEXT:
+        raise BadRequest("label is too long")
+    if any(c < " " for c in label) or NOT_IN_XML.search(label):
+        raise BadRequest("label must not contain control characters")
+    return label
+
+
+def _showsStatus(args: dict[bytes, list[bytes]]) -> bool:
+    message = _single(args, b"message", 16) or "state"
+    if message not in ("state", "status"):
+        raise BadRequest("message must be state or status")
+    return message == "status"
 
 
 class StatusResource(resource.Resource):
@@ -227,7 +318,7 @@ class StatusResource(resource.Resource):
         """
         Answer with new settings, and the icons they name, from now on.
         """
-        self.renderer = AnswerRenderer(images, settings.presence.labels)
+        self.renderer = AnswerRenderer(images, settings.presence.labels, settings.presence.last_seen)
         self.requesters = RequesterCheck.fromSettings(settings.presence, self.requesters.clock)
         self.redirectHosts = settings.http.redirect_hosts
         self.avatars = self._avatarSource if settings.presence.avatars else None
@@ -237,33 +328,36 @@ class StatusResource(resource.Resource):
             query = parseQuery(request.args, self.scope.domains, self.redirectHosts, self.requesters)
         except BadRequest as e:
             return _plain(request, 400, str(e))
-        if query.user.partition("@")[2] not in self.scope.domains:
-            return self._answer(request, query, FORBIDDEN)
-        requester = self.requesters.proven(query.user, query.requester, query.expires, query.signature)
-        if requester is UNPROVEN or (query.namesRequester and query.requester is None):
-            return self._answer(request, query, FORBIDDEN)
-        decision = self.policy.mayView(query.user, requester)
+        decision = self.decide(query.user, query)
         if isinstance(decision, bool):
-            answer = self._answer(request, query, self.tracker.shown(query.user) if decision else FORBIDDEN)
-        else:
-            answer = decision.addCallback(
-                lambda allowed: self._answer(request, query, self.tracker.shown(query.user) if allowed else FORBIDDEN))
-        if isinstance(answer, bytes):
-            return answer
+            answer = self._answer(request, query, self.shown(query.user, decision))
+            return answer if isinstance(answer, bytes) else _answerLater(request, answer, _itself)
+        return _answerLater(request, decision.addCallback(
+            lambda allowed: self._answer(request, query, self.shown(query.user, allowed))), _itself)
 
-        gone = []
-        request.notifyFinish().addErrback(gone.append)
+    def decide(self, user: str, query: StatusQuery | BatchQuery) -> bool | defer.Deferred[bool]:
+        """
+        Whether C{query}'s requester may see C{user}'s presence: C{user}
+        is on a served domain, the request proves its requester (or names
+        none), and the view policy says yes; at once, or later.
+        """
+        if user.partition("@")[2] not in self.scope.domains:
+            return False
+        requester = self.requesters.proven(user, query.requester, query.expires, query.signature)
+        if requester is UNPROVEN or (query.namesRequester and query.requester is None):
+            return False
+        return self.policy.mayView(user, requester)
 
-        def answered(body: bytes) -> None:
-            if gone:
-                return
-            request.setHeader(b"Content-Length", b"%d" % len(body))
-            if body:
-                request.write(body)
-            request.finish()
-
-        answer.addCallback(answered)
-        return server.NOT_DONE_YET
+    def shown(self, user: str, allowed: bool) -> Shown:
+        """
+        What answers show of C{user}: what they show as far as it may be
+        told (see L{AnswerRenderer.published}) when C{allowed}, else
+        forbidden.
+        """
+        if not allowed:
+            return FORBIDDEN
+        shown = self.tracker.shown(user)
+        return shown if self.renderer.lastSeen else self.renderer.published(shown)
 
     def render_HEAD(self, request: server.Request) -> bytes | int:
         """
@@ -275,7 +369,11 @@ class StatusResource(resource.Resource):
         request.setHeader(b"Content-Length", b"%d" % len(body))
         return b""
 
-    render_POST = render_GET
+    def render_POST(self, request: server.Request) -> bytes | int:
+        """
+        A form-encoded POST is answered as the GET of its parameters.
+        """
+        return self.render_GET(request)
 
     def render(self, request: server.Request) -> bytes | int:
         """
@@ -296,12 +394,19 @@ class StatusResource(resource.Resource):
             request.setHeader(b"Cache-Control", NO_CACHE)
             request.setHeader(b"Location", redirect.encode("ascii"))
             return b""
-        if query.kind == "text":
+        kind = query.kind
+        if kind == "text":
             body = self.renderer.text(shown)
-        elif query.kind == "xml":
+        elif kind == "xml":
             body = self.renderer.xml(shown, query.user, query.requester)
-        else:
+        elif kind == "image":
             body = self.renderer.image(shown)
+        elif kind == "json":
+            body = self.renderer.json(shown, query.user)
+        elif kind == "svg":
+            body = self.renderer.svg(shown, query.user, query.label, query.showStatus)
+        else:
+            body = self.renderer.shields(shown, query.user, query.label, query.showStatus)
         return _send(request, body)
 
     def _avatar(self, request: server.Request, query: StatusQuery, shown: Shown) -> bytes | Deferred[bytes]:
@@ -315,6 +420,56 @@ class StatusResource(resource.Resource):
         if isinstance(found, Deferred):
             return found.addCallback(lambda picture: _send(request, avatarBody(picture)))
         return _send(request, avatarBody(found))
+
+
+class StatusesResource(StatusResource):
+    """
+    C{/plugins/presence/statuses}: the presence of many users at once, as
+    one JSON object mapping each to its C{type=json} object.  Each entry
+    is decided on its own, as a C{status} request for it would be; the
+    rosters of users in subscribers-only mode are read concurrently.
+    """
+
+    def render_GET(self, request: server.Request) -> bytes | int:
+        try:
+            query = parseBatch(request.args, self.scope.domains, self.requesters)
+        except BadRequest as e:
+            return _plain(request, 400, str(e))
+        decisions = [self.decide(user, query) for user in query.users]
+        if all(isinstance(decision, bool) for decision in decisions):
+            return self._answer(request, query, decisions)
+        waiting = defer.gatherResults([defer.succeed(decision) if isinstance(decision, bool) else decision
+                                       for decision in decisions])
+        return _answerLater(request, waiting, lambda allowed: self._answer(request, query, allowed))
+
+    def _answer(self, request: server.Request, query: BatchQuery, allowed: list[bool]) -> bytes:
+        return _send(request, self.renderer.statuses(
+            [(user, self.shown(user, mayView)) for user, mayView in zip(query.users, allowed)]))
+
+
+def _answerLater(request: server.Request, decision: defer.Deferred, answer: Callable[[object], bytes]) -> int:
+    """
+    Answer C{request} with the bytes that C{answer} gives for what
+    C{decision} comes to, once it does, unless the client is gone by then.
+    """
+    gone = []
+    request.notifyFinish().addErrback(gone.append)
+
+    def decided(result: object) -> None:
+        if gone:
+            return
+        body = answer(result)
+        request.setHeader(b"Content-Length", b"%d" % len(body))
+        if body:
+            request.write(body)
+        request.finish()
+
+    decision.addCallback(decided)
+    return server.NOT_DONE_YET
+
+
+def _itself(body: bytes) -> bytes:
+    return body
 
 
 def _send(request: server.Request, body: Body, code: int = 200) -> bytes:
@@ -691,6 +846,7 @@ class PresenceSite(server.Site):
     The HTTP site: presence answers, health, and the access log.
 
     @ivar status: the status resource.
+    @ivar statuses: the resource answering for many users at once.
     @ivar health: the health resource.
     """
 
@@ -698,10 +854,12 @@ class PresenceSite(server.Site):
     displayTracebacks = False
     requestFactory = PresenceRequest
 
-    def __init__(self, root: resource.IResource, status: StatusResource, health: HealthResource, reactor) -> None:
+    def __init__(self, root: resource.IResource, status: StatusResource, health: HealthResource, reactor,
+                 statuses: StatusesResource | None = None) -> None:
         self.logFormatter = ClientAddressFormatter()
         super().__init__(root, reactor=reactor, logFormatter=self.logFormatter, parsePOSTFormSubmission=False)
         self.status = status
+        self.statuses = statuses
         self.health = health
         self.accessLog: AccessLog | None = None
 
@@ -711,6 +869,8 @@ class PresenceSite(server.Site):
         """
         self.logFormatter.trusted = settings.http.trusted_proxies
         self.status.reconfig(settings, images)
+        if self.statuses is not None:
+            self.statuses.reconfig(settings, images)
         self.health.reconfig(settings)
 
     def setAccessLog(self, accessLog: AccessLog | None) -> None:
@@ -749,15 +909,19 @@ class _Directory(resource.Resource):
 
 def buildSite(status: StatusResource, health: HealthResource, reactor) -> PresenceSite:
     """
-    The HTTP site: C{/plugins/presence/status} and C{/plugins/presence/health}.
+    The HTTP site: C{/plugins/presence/status}, C{/plugins/presence/statuses}
+    (answering with what C{status} is given, and its settings) and
+    C{/plugins/presence/health}.
     """
+    statuses = StatusesResource(status.tracker, status.policy, status.renderer, status.scope, status.requesters)
     root = _Directory()
     plugins = _Directory()
     presence = _Directory()
     root.putChild(b"plugins", plugins)
     plugins.putChild(b"presence", presence)
     presence.putChild(b"status", status)
+    presence.putChild(b"statuses", statuses)
     presence.putChild(b"health", health)
-    site = PresenceSite(root, status, health, reactor)
+    site = PresenceSite(root, status, health, reactor, statuses)
     health.clients = site.logFormatter
     return site

@@ -445,14 +445,15 @@ def test_formArgumentsAsTwistedWithoutSemicolons():
         assert formArguments(query) == http.parse_qs(query, 1)
 
 
-def test_moreThan64ParametersAreABadRequest(public):
+def test_moreThan128ParametersAreABadRequest(public):
     """
-    A request with more than 64 parameters, counting the query string and
-    the form body together and empty ones too, is a bad request.
+    A request with more than 128 parameters (room for a batch of 100
+    users), counting the query string and the form body together and
+    empty ones too, is a bad request.
     """
     public.online("alice@example.test", status="Hello")
     form = {"Content-Type": "application/x-www-form-urlencoded"}
-    padding = "&".join(f"p{number}=1" for number in range(62))
+    padding = "&".join(f"p{number}=1" for number in range(126))
     assert public.get(f"jid=alice@example.test&type=text&{padding}").body == b"Hello"
     tooMany = [
         public.get(f"jid=alice@example.test&type=text&{padding}&p=1"),
@@ -460,7 +461,7 @@ def test_moreThan64ParametersAreABadRequest(public):
         request(public.site, "POST", f"{STATUS}?jid=alice@example.test", b"&" * 65536, form),
         public.get("jid=alice@example.test" + "&" * 16000),
     ]
-    assert [(r.code, r.body) for r in tooMany] == [(400, b"more than 64 parameters\n")] * 4
+    assert [(r.code, r.body) for r in tooMany] == [(400, b"more than 128 parameters\n")] * 4
 
 
 def test_parametersAreNotReadByTwisted(public, monkeypatch):
@@ -628,7 +629,7 @@ def test_answersCarrySafetyHeaders(public):
     ("jid=a@.", "jid is not a valid JID"),
     ("jid=a@example.test&req_jid=a..b", "req_jid is not a valid JID"),
     ("jid=a@example.test&req_jid=%E2%80%8B", "req_jid is not a valid JID"),
-    ("jid=a@example.test&type=html", "type must be image, text, xml or avatar"),
+    ("jid=a@example.test&type=html", "type must be image, text, xml, json, svg, shields or avatar"),
     ("jid=a@example.test&images=http://x.example/a.png", "images must contain --IMAGE--"),
     ("jid=a@example.test&images=ftp://x.example/--IMAGE--", "images must be an absolute http or https URL"),
     ("jid=a@example.test&images=/--IMAGE--.png", "images must be an absolute http or https URL"),

@@ -189,7 +189,7 @@ async def test_postAndRedirect(world):
     redirect = await world.get(f"jid={heidi}&images=https://img.example/--IMAGE--.png")
     assert (redirect.code, redirect.header("location")) == (302, "https://img.example/away.png")
     bad = await world.get(f"jid={heidi}&type=gif")
-    assert (bad.code, bad.body) == (400, b"type must be image, text, xml or avatar\n")
+    assert (bad.code, bad.body) == (400, b"type must be image, text, xml, json, svg, shields or avatar\n")
 
 
 class ChunkedBody:
