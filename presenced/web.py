@@ -22,12 +22,13 @@ from urllib.parse import unquote_to_bytes
 import hyperlink
 from twisted.internet import address, task
 from twisted.internet.interfaces import IReactorTime
-from twisted.web import pages, resource, server
+from twisted.web import http, pages, resource, server
 
 from presenced import __version__, jids
 from presenced.access import ServedScope, ViewPolicy
 from presenced.config import Settings
 from presenced.answers import JSON, NO_CACHE, TEXT, AnswerRenderer, Body
+from presenced.delivery import METHODS, Delivery
 from presenced.presence import PresenceTracker, Shown, State
 from presenced.sign import UNPROVEN, RequesterCheck
 
@@ -202,10 +203,12 @@ class StatusResource(resource.Resource):
 
     @ivar scope: the served domains.
     @ivar redirectHosts: the hosts image URLs may point to; empty: any.
+    @ivar delivery: the headers around every answer: CORS, validators,
+        caching.
     """
 
     isLeaf = True
-    allowedMethods = (b"GET", b"HEAD", b"POST")
+    allowedMethods = METHODS
     redirectHosts: tuple[str, ...] = ()
 
     def __init__(self, tracker: PresenceTracker, policy: ViewPolicy,
@@ -216,6 +219,7 @@ class StatusResource(resource.Resource):
         self.renderer = renderer
         self.scope = scope
         self.requesters = requesters
+        self.delivery = Delivery()
 
     def reconfig(self, settings: Settings, images: dict[State, Body]) -> None:
         """
@@ -224,12 +228,13 @@ class StatusResource(resource.Resource):
         self.renderer = AnswerRenderer(images, settings.presence.labels)
         self.requesters = RequesterCheck.fromSettings(settings.presence, self.requesters.clock)
         self.redirectHosts = settings.http.redirect_hosts
+        self.delivery = Delivery.fromSettings(settings)
 
     def render_GET(self, request: server.Request) -> bytes | int:
         try:
             query = parseQuery(request.args, self.scope.domains, self.redirectHosts, self.requesters)
         except BadRequest as e:
-            return _plain(request, 400, str(e))
+            return self._refuse(request, 400, str(e))
         if query.user.partition("@")[2] not in self.scope.domains:
             return self._answer(request, query, FORBIDDEN)
         requester = self.requesters.proven(query.user, query.requester, query.expires, query.signature)
@@ -243,13 +248,8 @@ class StatusResource(resource.Resource):
         request.notifyFinish().addErrback(gone.append)
 
         def decided(allowed: bool) -> None:
-            if gone:
-                return
-            body = self._answer(request, query, self.tracker.shown(query.user) if allowed else FORBIDDEN)
-            request.setHeader(b"Content-Length", b"%d" % len(body))
-            if body:
-                request.write(body)
-            request.finish()
+            if not gone:
+                self._answer(request, query, self.tracker.shown(query.user) if allowed else FORBIDDEN)
 
         decision.addCallback(decided)
         return server.NOT_DONE_YET
@@ -266,6 +266,12 @@ class StatusResource(resource.Resource):
 
     render_POST = render_GET
 
+    def render_OPTIONS(self, request: server.Request) -> int:
+        """
+        A preflight, or any C{OPTIONS} request: see L{Delivery.preflight}.
+        """
+        return _finish(request, self.delivery.preflight(request))
+
     def render(self, request: server.Request) -> bytes | int:
         """
         Dispatch as L{resource.Resource} does; any other method gets a
@@ -274,22 +280,47 @@ class StatusResource(resource.Resource):
         if request.method in self.allowedMethods:
             return super().render(request)
         request.setHeader(b"Allow", b", ".join(self.allowedMethods))
-        return _plain(request, 405, "only GET, HEAD and POST are allowed")
+        return self._refuse(request, 405, "only GET, HEAD, POST and OPTIONS are allowed")
 
-    def _answer(self, request: server.Request, query: StatusQuery, shown: Shown) -> bytes:
+    def _refuse(self, request: server.Request, code: int, reason: str) -> bytes:
+        """
+        A plain error answer saying C{reason}, readable by the pages that
+        may read the answers.
+        """
+        self.delivery.allowOrigin(request)
+        return _plain(request, code, reason)
+
+    def _answer(self, request: server.Request, query: StatusQuery, shown: Shown) -> int:
+        """
+        Answer C{request} with what C{shown} is, as C{query} asks, and
+        finish it.
+        """
         redirect = query.redirects.get(shown.state)
         if redirect is not None:
             request.setResponseCode(302)
             request.setHeader(b"Cache-Control", NO_CACHE)
             request.setHeader(b"Location", redirect.encode("ascii"))
-            return b""
+            self.delivery.allowOrigin(request)
+            return _finish(request, b"")
         if query.kind == "text":
             body = self.renderer.text(shown)
         elif query.kind == "xml":
             body = self.renderer.xml(shown, query.user, query.requester)
         else:
             body = self.renderer.image(shown)
-        return _send(request, body)
+        return _finish(request, self.delivery.send(request, body, self.delivery.lastModified(shown)))
+
+
+def _finish(request: server.Request, data: bytes) -> int:
+    """
+    Send C{data} as the whole answer, with its length but for a C{204} or
+    C{304} (which have no body), and finish C{request}.
+    """
+    if request.code not in http.NO_BODY_CODES:
+        request.setHeader(b"Content-Length", b"%d" % len(data))
+    request.write(data)
+    request.finish()
+    return server.NOT_DONE_YET
 
 
 def _send(request: server.Request, body: Body, code: int = 200) -> bytes:
@@ -303,8 +334,13 @@ def _send(request: server.Request, body: Body, code: int = 200) -> bytes:
     return body.data
 
 
+#: The headers of answers that are not presence: never kept.
+_ERROR = TEXT + ((b"Cache-Control", NO_CACHE),)
+_HEALTH = JSON + ((b"Cache-Control", NO_CACHE),)
+
+
 def _plain(request: server.Request, code: int, text: str) -> bytes:
-    return _send(request, Body(TEXT, (text + "\n").encode("utf-8")), code)
+    return _send(request, Body(_ERROR, (text + "\n").encode("utf-8")), code)
 
 
 _FORM = b"application/x-www-form-urlencoded"
@@ -347,7 +383,7 @@ def _rawAnswer(status: bytes, body: Body) -> bytes:
                      b"\r\n", body.data])
 
 
-_BODY_TOO_LARGE = _rawAnswer(b"413 Request Entity Too Large", Body(TEXT, b"request body too large\n"))
+_BODY_TOO_LARGE = _rawAnswer(b"413 Request Entity Too Large", Body(_ERROR, b"request body too large\n"))
 
 
 class PresenceRequest(server.Request):
@@ -491,7 +527,7 @@ class HealthResource(resource.Resource):
         client = self.clients.clientIP(request)
         if client is None or not _within(client, self.detailsFrom):
             body = {"xmpp": body["xmpp"]}
-        return _send(request, Body(JSON, json.dumps(body).encode("utf-8")), 200 if healthy else 503)
+        return _send(request, Body(_HEALTH, json.dumps(body).encode("utf-8")), 200 if healthy else 503)
 
     def render_HEAD(self, request: server.Request) -> bytes:
         """
