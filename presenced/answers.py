@@ -34,6 +34,8 @@ NS_CLIENT = "jabber:client"
 NS_STANZAS = "urn:ietf:params:xml:ns:xmpp-stanzas"
 NS_XML = "http://www.w3.org/XML/1998/namespace"
 
+#: What answers that are not presence (redirects, errors, health) are sent
+#: with: never kept.  Presence answers get theirs from L{presenced.delivery}.
 NO_CACHE = b"no-cache, no-store, max-age=0"
 
 #: Sent with answers that carry what users wrote (status texts, stanzas):
@@ -48,10 +50,10 @@ Headers = tuple[tuple[bytes, bytes], ...]
 
 def answerHeaders(contentType: bytes) -> Headers:
     """
-    The headers of every answer of C{contentType}, all but its length:
-    never cached, and for anything but the PNG icons, the safety headers.
+    The headers of every answer of C{contentType}, all but its length and
+    caching: for anything but the PNG icons, the safety headers too.
     """
-    headers = ((b"Cache-Control", NO_CACHE), (b"Content-Type", contentType))
+    headers = ((b"Content-Type", contentType),)
     return headers if contentType == b"image/png" else headers + _USER_CONTENT_HEADERS
 
 

@@ -407,6 +407,28 @@ def _hostPatterns(raw: str) -> tuple[str, ...]:
     return tuple(patterns)
 
 
+def originOf(text: str) -> str:
+    """
+    The web origin C{text} names, written as browsers write C{Origin}:
+    C{scheme://host[:port]}, scheme and host in lower case (an
+    international host IDNA-encoded), the scheme's default port left out.
+
+    @raise ValueError: C{text} is not an C{http} or C{https} origin with a
+        host name (C{null} is none).
+    """
+    try:
+        url = hyperlink.parse(text).to_uri()
+        scheme, host, port = url.scheme.lower(), url.host.lower(), url.port
+    except Exception:
+        url, scheme, host, port = None, "", "", None
+    if (url is None or scheme not in ("http", "https") or not _HOST_NAME.fullmatch(host)
+            or not isinstance(port, int) or not 0 < port < 65536
+            or url.path not in ((), ("",)) or url.query or url.fragment or url.userinfo
+            or text.endswith("/") and len(url.path) == 1):
+        raise ValueError(f"not an origin (scheme://host[:port]): {text!r}")
+    return f"{scheme}://{host}" + ("" if port == {"http": 80, "https": 443}[scheme] else f":{port}")
+
+
 def _origins(raw: str) -> tuple[str, ...]:
     items = raw.split()
     if items == ["*"]:
@@ -416,16 +438,9 @@ def _origins(raw: str) -> tuple[str, ...]:
     origins = []
     for item in items:
         try:
-            url = hyperlink.parse(item).to_uri()
-            host = url.host.lower()
-        except Exception:
-            url, host = None, ""
-        if (url is None or url.scheme not in ("http", "https") or not _HOST_NAME.fullmatch(host)
-                or url.path not in ((), ("",)) or url.query or url.fragment or url.userinfo
-                or item.endswith("/") and len(url.path) == 1):
-            raise ValueError(f"not *, off, or a list of origins (scheme://host[:port]): {item!r}")
-        port = "" if url.port == {"http": 80, "https": 443}[url.scheme] else f":{url.port}"
-        origins.append(f"{url.scheme}://{host}{port}")
+            origins.append(originOf(item))
+        except ValueError:
+            raise ValueError(f"not *, off, or a list of origins (scheme://host[:port]): {item!r}") from None
     if not origins:
         raise ValueError("needs *, off, or at least one origin")
     return tuple(origins)

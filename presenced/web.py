@@ -24,7 +24,7 @@ import hyperlink
 from twisted.internet import address, defer, task
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
-from twisted.web import pages, resource, server
+from twisted.web import http, pages, resource, server
 
 from presenced import __version__, jids
 from presenced.access import ServedScope, ViewPolicy
@@ -32,6 +32,7 @@ from presenced.config import Settings
 from presenced.answers import (JSON, MAX_BADGE_TEXT, NO_CACHE, NOT_IN_XML, TEXT, AnswerRenderer, Body, avatarBody,
                                defaultAvatar)
 from presenced.avatars import AvatarCache
+from presenced.delivery import METHODS, Delivery
 from presenced.presence import PresenceTracker, Shown, State
 from presenced.sign import UNPROVEN, RequesterCheck
 
@@ -291,16 +292,18 @@ def _showsStatus(args: dict[bytes, list[bytes]]) -> bool:
 class StatusResource(resource.Resource):
     """
     C{/plugins/presence/status}: one user's presence, as the Openfire
-    Presence Service plugin answers it.
+    Presence Service plugin answers it, and more.
 
     @ivar scope: the served domains.
     @ivar redirectHosts: the hosts image URLs may point to; empty: any.
     @ivar avatars: where users' pictures come from; C{None}: nobody's
         are shown, everyone gets the default one.
+    @ivar delivery: the headers around every answer: CORS, validators,
+        caching.
     """
 
     isLeaf = True
-    allowedMethods = (b"GET", b"HEAD", b"POST")
+    allowedMethods = METHODS
     redirectHosts: tuple[str, ...] = ()
 
     def __init__(self, tracker: PresenceTracker, policy: ViewPolicy,
@@ -313,6 +316,7 @@ class StatusResource(resource.Resource):
         self.scope = scope
         self.requesters = requesters
         self.avatars = self._avatarSource = avatars
+        self.delivery = Delivery()
 
     def reconfig(self, settings: Settings, images: dict[State, Body]) -> None:
         """
@@ -322,18 +326,18 @@ class StatusResource(resource.Resource):
         self.requesters = RequesterCheck.fromSettings(settings.presence, self.requesters.clock)
         self.redirectHosts = settings.http.redirect_hosts
         self.avatars = self._avatarSource if settings.presence.avatars else None
+        self.delivery = Delivery.fromSettings(settings)
 
     def render_GET(self, request: server.Request) -> bytes | int:
         try:
             query = parseQuery(request.args, self.scope.domains, self.redirectHosts, self.requesters)
         except BadRequest as e:
-            return _plain(request, 400, str(e))
+            return self._refuse(request, 400, str(e))
         decision = self.decide(query.user, query)
         if isinstance(decision, bool):
-            answer = self._answer(request, query, self.shown(query.user, decision))
-            return answer if isinstance(answer, bytes) else _answerLater(request, answer, _itself)
-        return _answerLater(request, decision.addCallback(
-            lambda allowed: self._answer(request, query, self.shown(query.user, allowed))), _itself)
+            return self._answer(request, query, self.shown(query.user, decision))
+        return _answerLater(request, decision,
+                            lambda allowed: self._answer(request, query, self.shown(query.user, allowed)))
 
     def decide(self, user: str, query: StatusQuery | BatchQuery) -> bool | defer.Deferred[bool]:
         """
@@ -375,6 +379,12 @@ class StatusResource(resource.Resource):
         """
         return self.render_GET(request)
 
+    def render_OPTIONS(self, request: server.Request) -> int:
+        """
+        A preflight, or any C{OPTIONS} request: see L{Delivery.preflight}.
+        """
+        return _finish(request, self.delivery.preflight(request))
+
     def render(self, request: server.Request) -> bytes | int:
         """
         Dispatch as L{resource.Resource} does; any other method gets a
@@ -383,17 +393,30 @@ class StatusResource(resource.Resource):
         if request.method in self.allowedMethods:
             return super().render(request)
         request.setHeader(b"Allow", b", ".join(self.allowedMethods))
-        return _plain(request, 405, "only GET, HEAD and POST are allowed")
+        return self._refuse(request, 405, "only GET, HEAD, POST and OPTIONS are allowed")
 
-    def _answer(self, request: server.Request, query: StatusQuery, shown: Shown) -> bytes | Deferred[bytes]:
-        if query.kind == "avatar":
-            return self._avatar(request, query, shown)
+    def _refuse(self, request: server.Request, code: int, reason: str) -> bytes:
+        """
+        A plain error answer saying C{reason}, readable by the pages that
+        may read the answers.
+        """
+        self.delivery.allowOrigin(request)
+        return _plain(request, code, reason)
+
+    def _answer(self, request: server.Request, query: StatusQuery, shown: Shown) -> int:
+        """
+        Answer C{request} with what C{shown} is, as C{query} asks, and
+        finish it (once the picture is read, for an avatar not known yet).
+        An avatar tells nothing of when presence changed: it has no
+        C{Last-Modified}.
+        """
         redirect = query.redirects.get(shown.state)
-        if redirect is not None:
+        if redirect is not None and query.kind != "avatar":
             request.setResponseCode(302)
             request.setHeader(b"Cache-Control", NO_CACHE)
             request.setHeader(b"Location", redirect.encode("ascii"))
-            return b""
+            self.delivery.allowOrigin(request)
+            return _finish(request, b"")
         kind = query.kind
         if kind == "text":
             body = self.renderer.text(shown)
@@ -405,21 +428,29 @@ class StatusResource(resource.Resource):
             body = self.renderer.json(shown, query.user)
         elif kind == "svg":
             body = self.renderer.svg(shown, query.user, query.label, query.showStatus)
-        else:
+        elif kind == "shields":
             body = self.renderer.shields(shown, query.user, query.label, query.showStatus)
-        return _send(request, body)
+        else:
+            picture = self._avatar(query.user, shown)
+            if isinstance(picture, Deferred):
+                return _answerLater(request, picture, lambda found: self._deliver(request, found, None))
+            return self._deliver(request, picture, None)
+        return self._deliver(request, body, self.delivery.lastModified(shown))
 
-    def _avatar(self, request: server.Request, query: StatusQuery, shown: Shown) -> bytes | Deferred[bytes]:
+    def _deliver(self, request: server.Request, body: Body, lastModified: float | None) -> int:
+        return _finish(request, self.delivery.send(request, body, lastModified))
+
+    def _avatar(self, user: str, shown: Shown) -> Body | Deferred[Body]:
         """
         The user's picture, or the default one when they have none that
         may be shown, avatars are off, or the answer is refused.
         """
         if self.avatars is None or shown is FORBIDDEN or shown.photo == "":
-            return _send(request, defaultAvatar())
-        found = self.avatars.picture(query.user, shown.photo)
+            return defaultAvatar()
+        found = self.avatars.picture(user, shown.photo)
         if isinstance(found, Deferred):
-            return found.addCallback(lambda picture: _send(request, avatarBody(picture)))
-        return _send(request, avatarBody(found))
+            return found.addCallback(avatarBody)
+        return avatarBody(found)
 
 
 class StatusesResource(StatusResource):
@@ -434,42 +465,40 @@ class StatusesResource(StatusResource):
         try:
             query = parseBatch(request.args, self.scope.domains, self.requesters)
         except BadRequest as e:
-            return _plain(request, 400, str(e))
+            return self._refuse(request, 400, str(e))
         decisions = [self.decide(user, query) for user in query.users]
         if all(isinstance(decision, bool) for decision in decisions):
-            return self._answer(request, query, decisions)
+            return self._answerBatch(request, query, decisions)
         waiting = defer.gatherResults([defer.succeed(decision) if isinstance(decision, bool) else decision
                                        for decision in decisions])
-        return _answerLater(request, waiting, lambda allowed: self._answer(request, query, allowed))
+        return _answerLater(request, waiting, lambda allowed: self._answerBatch(request, query, allowed))
 
-    def _answer(self, request: server.Request, query: BatchQuery, allowed: list[bool]) -> bytes:
-        return _send(request, self.renderer.statuses(
-            [(user, self.shown(user, mayView)) for user, mayView in zip(query.users, allowed)]))
+    def _answerBatch(self, request: server.Request, query: BatchQuery, allowed: list[bool]) -> int:
+        return self._deliver(request, self.renderer.statuses(
+            [(user, self.shown(user, mayView)) for user, mayView in zip(query.users, allowed)]), None)
 
 
-def _answerLater(request: server.Request, decision: defer.Deferred, answer: Callable[[object], bytes]) -> int:
+def _answerLater(request: server.Request, pending: defer.Deferred, answer: Callable[[object], object]) -> int:
     """
-    Answer C{request} with the bytes that C{answer} gives for what
-    C{decision} comes to, once it does, unless the client is gone by then.
+    Have C{answer} answer C{request} with what C{pending} comes to, once
+    it does, unless the client is gone by then.
     """
     gone = []
     request.notifyFinish().addErrback(gone.append)
-
-    def decided(result: object) -> None:
-        if gone:
-            return
-        body = answer(result)
-        request.setHeader(b"Content-Length", b"%d" % len(body))
-        if body:
-            request.write(body)
-        request.finish()
-
-    decision.addCallback(decided)
+    pending.addCallback(lambda result: None if gone else answer(result))
     return server.NOT_DONE_YET
 
 
-def _itself(body: bytes) -> bytes:
-    return body
+def _finish(request: server.Request, data: bytes) -> int:
+    """
+    Send C{data} as the whole answer, with its length but for a C{204} or
+    C{304} (which have no body), and finish C{request}.
+    """
+    if request.code not in http.NO_BODY_CODES:
+        request.setHeader(b"Content-Length", b"%d" % len(data))
+    request.write(data)
+    request.finish()
+    return server.NOT_DONE_YET
 
 
 def _send(request: server.Request, body: Body, code: int = 200) -> bytes:
@@ -483,8 +512,13 @@ def _send(request: server.Request, body: Body, code: int = 200) -> bytes:
     return body.data
 
 
+#: The headers of answers that are not presence: never kept.
+_ERROR = TEXT + ((b"Cache-Control", NO_CACHE),)
+_HEALTH = JSON + ((b"Cache-Control", NO_CACHE),)
+
+
 def _plain(request: server.Request, code: int, text: str) -> bytes:
-    return _send(request, Body(TEXT, (text + "\n").encode("utf-8")), code)
+    return _send(request, Body(_ERROR, (text + "\n").encode("utf-8")), code)
 
 
 _FORM = b"application/x-www-form-urlencoded"
@@ -527,7 +561,7 @@ def _rawAnswer(status: bytes, body: Body) -> bytes:
                      b"\r\n", body.data])
 
 
-_BODY_TOO_LARGE = _rawAnswer(b"413 Request Entity Too Large", Body(TEXT, b"request body too large\n"))
+_BODY_TOO_LARGE = _rawAnswer(b"413 Request Entity Too Large", Body(_ERROR, b"request body too large\n"))
 
 
 class PresenceRequest(server.Request):
@@ -671,7 +705,7 @@ class HealthResource(resource.Resource):
         client = self.clients.clientIP(request)
         if client is None or not _within(client, self.detailsFrom):
             body = {"xmpp": body["xmpp"]}
-        return _send(request, Body(JSON, json.dumps(body).encode("utf-8")), 200 if healthy else 503)
+        return _send(request, Body(_HEALTH, json.dumps(body).encode("utf-8")), 200 if healthy else 503)
 
     def render_HEAD(self, request: server.Request) -> bytes:
         """

@@ -188,6 +188,22 @@ def test_reloadAppliesRedirectHosts(daemon):
     assert request(daemon.service.site, "GET", target).code == 302
 
 
+def test_reloadAppliesCorsOriginsAndMaxAge(daemon):
+    """
+    Changed cors_origins and max_age apply to the next request.
+    """
+    def headers():
+        return request(daemon.service.site, "GET", "/plugins/presence/status?jid=a@example.test",
+                       headers={"Origin": "https://blog.example"}).headers
+
+    assert (headers()["access-control-allow-origin"], headers()["cache-control"]) == ("*", "no-cache")
+    assert daemon.reload(http__cors_origins="https://blog.example", http__max_age="60") == [True]
+    assert (headers()["access-control-allow-origin"], headers()["vary"]) == ("https://blog.example", "Origin")
+    assert headers()["cache-control"] == "max-age=60"
+    assert daemon.reload(http__cors_origins="off") == [True]
+    assert "access-control-allow-origin" not in headers()
+
+
 def test_invalidReloadChangesNothing(daemon):
     """
     A file with errors is reported in full and nothing changes.

@@ -509,10 +509,10 @@ def test_headAnswersTheLengthOfGetAndNothingElse(public):
 
 def test_otherMethodsNotAllowed(public):
     """
-    Methods other than GET, HEAD and POST are refused.
+    Methods other than GET, HEAD, POST and OPTIONS are refused.
     """
     response = public.get("jid=alice@example.test", method="DELETE")
-    assert (response.code, response.headers["allow"]) == (405, "GET, HEAD, POST")
+    assert (response.code, response.headers["allow"]) == (405, "GET, HEAD, POST, OPTIONS")
 
 
 def test_oversizedBodyRefused(public):
