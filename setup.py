@@ -16,7 +16,7 @@ setup(
     python_requires=">=3.9",
     packages=["presenced", "presenced.sandbox", "presenced.images", "twisted.plugins"],
     package_dir={"presenced.images": "images"},
-    package_data={"presenced.images": ["*.png"], "twisted.plugins": ["presenced_plugin.py"]},
+    package_data={"presenced": ["widget.js"], "presenced.images": ["*.png"], "twisted.plugins": ["presenced_plugin.py"]},
     install_requires=[
         "Twisted[tls]>=24.3",
         "wokkel>=18.0.0",

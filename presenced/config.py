@@ -159,6 +159,11 @@ class HTTPSettings:
     @ivar cors_origins: the origins whose pages may read the answers:
         C{("*",)} any, C{()} none, or origins as C{scheme://host[:port]}.
     @ivar max_age: seconds a cache may keep an answer without revalidating.
+    @ivar stream_keepalive: seconds between keep-alive comments on event
+        streams.
+    @ivar max_streams: the most event streams open at once.
+    @ivar max_streams_per_client: the most event streams open at once
+        from one client address.
     """
 
     listen: tuple[str, ...]
@@ -169,6 +174,9 @@ class HTTPSettings:
     health_details_from: tuple[IPv4Network | IPv6Network, ...] = LOOPBACK
     cors_origins: tuple[str, ...] = ("*",)
     max_age: int = 0
+    stream_keepalive: float = 15.0
+    max_streams: int = 10_000
+    max_streams_per_client: int = 32
 
 
 @dataclass(frozen=True)
@@ -624,6 +632,9 @@ def fromString(text: str, name: str = "<string>") -> Settings:
         health_details_from=read.value("http", "health_details_from", _networks, LOOPBACK),
         cors_origins=read.value("http", "cors_origins", _origins, ("*",)),
         max_age=read.value("http", "max_age", _maxAge, 0),
+        stream_keepalive=read.value("http", "stream_keepalive", _positiveSeconds, 15.0),
+        max_streams=read.value("http", "max_streams", _positiveCount, 10_000),
+        max_streams_per_client=read.value("http", "max_streams_per_client", _positiveCount, 32),
     )
     labels = {
         state: read.value("presence", key, str, DEFAULT_LABELS[state])

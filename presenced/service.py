@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 import signal
 
-from twisted.application.service import MultiService
+from twisted.application.service import IService, MultiService
 from twisted.internet import defer
 from twisted.logger import Logger
 
@@ -60,13 +60,15 @@ class PresenceService(MultiService):
     @ivar site: the HTTP site.
     @ivar listeners: its listening ports.
     @ivar health: the health summary.
+    @ivar events: the open event streams, ended when presenced stops.
     """
 
     log = Logger()
 
     def __init__(self, settings: Settings, reactor, *, tracker: PresenceTracker, link: LinkMonitor,
                  scope: ServedScope, mode: ComponentMode | ClientMode, feed: PresenceFeed, site: PresenceSite,
-                 listeners: Listeners, health: HealthReport, store: LastSeenStore, configPath: str | None = None,
+                 listeners: Listeners, health: HealthReport, store: LastSeenStore,
+                 events: IService | None = None, configPath: str | None = None,
                  reloadOnHangup: bool = False) -> None:
         super().__init__()
         self.settings = settings
@@ -91,6 +93,9 @@ class PresenceService(MultiService):
         self.connection.setName("xmpp")
         self.connection.setServiceParent(self)
         self.listeners.setServiceParent(self)
+        self.events = events
+        if events is not None:
+            events.setServiceParent(self)
         if reloadOnHangup:
             signal.signal(signal.SIGHUP, self._hangup)
 

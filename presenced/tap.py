@@ -18,6 +18,7 @@ from presenced.avatars import READ_TTL, AvatarCache, VCardReader
 from presenced.client import ClientMode
 from presenced.component import ComponentMode
 from presenced.config import ConfigError, Settings, load
+from presenced.events import EventsResource, PresenceEvents, WidgetResource
 from presenced.feed import PresenceFeed
 from presenced.link import LinkMonitor
 from presenced.listeners import Listeners
@@ -25,7 +26,7 @@ from presenced.presence import PresenceTracker
 from presenced.service import PresenceService
 from presenced.sign import RequesterCheck
 from presenced.store import LastSeenStore, WriterThread
-from presenced.web import HealthReport, HealthResource, StatusResource, buildSite
+from presenced.web import FORBIDDEN, HealthReport, HealthResource, StatusResource, buildSite
 
 
 class Options(usage.Options):
@@ -126,12 +127,18 @@ def buildService(settings: Settings, reactor, configPath: str | None = None,
                             RequesterCheck.fromSettings(presence, reactor),
                             AvatarCache(vcards.photo, reactor, READ_TTL))
     health = HealthReport(link, tracker)
-    site = buildSite(status, HealthResource(health), reactor)
+    events = PresenceEvents(
+        tracker,
+        render=lambda user, shown: status.renderer.jsonObject(status.renderer.published(shown), user),
+        forbidden=lambda user: status.renderer.jsonObject(FORBIDDEN, user),
+        decide=status.decide, clock=reactor)
+    site = buildSite(status, HealthResource(health), reactor,
+                     {b"events": EventsResource(status, events), b"widget.js": WidgetResource(status)})
     site.reconfig(settings, status.renderer.images)
     return PresenceService(
         settings, reactor, tracker=tracker, link=link, scope=scope, mode=mode, feed=feed, site=site,
         listeners=Listeners(site, reactor, http.listen), health=health,
-        store=LastSeenStore(presence.store, tracker, reactor, storeThread),
+        store=LastSeenStore(presence.store, tracker, reactor, storeThread), events=events,
         configPath=configPath, reloadOnHangup=reloadOnHangup,
     )
 

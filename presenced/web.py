@@ -882,6 +882,8 @@ class PresenceSite(server.Site):
     @ivar status: the status resource.
     @ivar statuses: the resource answering for many users at once.
     @ivar health: the health resource.
+    @ivar answering: every other resource that answers as C{status} does,
+        with its settings.
     """
 
     noisy = False
@@ -889,11 +891,12 @@ class PresenceSite(server.Site):
     requestFactory = PresenceRequest
 
     def __init__(self, root: resource.IResource, status: StatusResource, health: HealthResource, reactor,
-                 statuses: StatusesResource | None = None) -> None:
+                 statuses: StatusesResource | None = None, answering: tuple[StatusResource, ...] = ()) -> None:
         self.logFormatter = ClientAddressFormatter()
         super().__init__(root, reactor=reactor, logFormatter=self.logFormatter, parsePOSTFormSubmission=False)
         self.status = status
         self.statuses = statuses
+        self.answering = answering
         self.health = health
         self.accessLog: AccessLog | None = None
 
@@ -905,6 +908,8 @@ class PresenceSite(server.Site):
         self.status.reconfig(settings, images)
         if self.statuses is not None:
             self.statuses.reconfig(settings, images)
+        for answers in self.answering:
+            answers.reconfig(settings, images)
         self.health.reconfig(settings)
 
     def setAccessLog(self, accessLog: AccessLog | None) -> None:
@@ -941,11 +946,14 @@ class _Directory(resource.Resource):
         return _NOT_FOUND.render(request)
 
 
-def buildSite(status: StatusResource, health: HealthResource, reactor) -> PresenceSite:
+def buildSite(status: StatusResource, health: HealthResource, reactor,
+              more: Mapping[bytes, resource.Resource] = MappingProxyType({})) -> PresenceSite:
     """
     The HTTP site: C{/plugins/presence/status}, C{/plugins/presence/statuses}
-    (answering with what C{status} is given, and its settings) and
-    C{/plugins/presence/health}.
+    (answering with what C{status} is given, and its settings),
+    C{/plugins/presence/health}, and C{more} resources by name under
+    C{/plugins/presence/}; those that answer as C{status} does get its
+    settings too, and its client formatter.
     """
     statuses = StatusesResource(status.tracker, status.policy, status.renderer, status.scope, status.requesters)
     root = _Directory()
@@ -956,6 +964,12 @@ def buildSite(status: StatusResource, health: HealthResource, reactor) -> Presen
     presence.putChild(b"status", status)
     presence.putChild(b"statuses", statuses)
     presence.putChild(b"health", health)
-    site = PresenceSite(root, status, health, reactor, statuses)
+    for name, child in more.items():
+        presence.putChild(name, child)
+    answering = tuple(child for child in more.values() if isinstance(child, StatusResource))
+    site = PresenceSite(root, status, health, reactor, statuses, answering)
     health.clients = site.logFormatter
+    for child in more.values():
+        if hasattr(child, "clients"):
+            child.clients = site.logFormatter
     return site

@@ -480,3 +480,18 @@ def test_storeAndLastSeen():
     assert (settings.presence.store, settings.presence.last_seen) == (Path("/var/lib/presenced/presence.sqlite"), False)
     assert problems(MINIMAL + "[presence]\nstore = presence.sqlite\n") == [
         "test.ini [presence] store: must be off or an absolute path: 'presence.sqlite'"]
+
+
+def test_streamSettings():
+    """
+    Event streams keep alive every 15 s, at most 10,000 in all and 32 per
+    client by default; each is a positive number.
+    """
+    http = config.fromString(MINIMAL).http
+    assert (http.stream_keepalive, http.max_streams, http.max_streams_per_client) == (15.0, 10_000, 32)
+    http = config.fromString(MINIMAL + "stream_keepalive = 30\nmax_streams = 5\nmax_streams_per_client = 2\n").http
+    assert (http.stream_keepalive, http.max_streams, http.max_streams_per_client) == (30.0, 5, 2)
+    assert problems(MINIMAL + "stream_keepalive = 0\nmax_streams = 0\n") == [
+        "test.ini [http] stream_keepalive: must be more than 0 seconds",
+        "test.ini [http] max_streams: must be at least 1: '0'",
+    ]

@@ -110,7 +110,7 @@ def test_makeService(tmp_path):
     """
     service = tap.makeService(validOptions(tmp_path), MemoryReactorClock())
     assert isinstance(service, PresenceService)
-    assert {child.name for child in service} == {"store", "xmpp", "http"}
+    assert {child.name for child in service} == {"store", "xmpp", "http", "events"}
 
 
 def test_unopenableAccessLogRefusesToStart(tmp_path):

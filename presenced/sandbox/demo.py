@@ -9,12 +9,17 @@ interrupted (or for C{--duration} seconds).
 from __future__ import annotations
 
 import argparse
+import base64
+import hashlib
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 from twisted.internet import defer, task
+from twisted.web import resource as webresource, server, static
+
+from presenced.config import defaultImageDirectory
 
 from presenced.sandbox.client import SandboxClient
 from presenced.sandbox.prosody import Prosody, freePort, waitForPort
@@ -29,6 +34,8 @@ SESSIONS = {
     # Two clients: the more available one is shown, whatever the priorities.
     "erin": [("laptop", "away", "Stepped out"), ("phone", "chat", "Ask me anything")],
     "dave": [],
+    # What users write is shown as text, never run.
+    "mallory": [("laptop", None, "<img src=x onerror=alert(1)> not a picture")],
 }
 
 #: How Bob's status changes while the demo runs, to show that answers are live.
@@ -77,7 +84,37 @@ def startPresenced(settings: Path, port: int) -> subprocess.Popen:
     return process
 
 
-def printURLs(base: str, domain: str, public: bool) -> None:
+def examplePage(base: str, domain: str) -> bytes:
+    """
+    C{etc/embed-example.html} pointed at the demo's presenced and users.
+    """
+    html = (Path(__file__).resolve().parents[2] / "etc" / "embed-example.html").read_text(encoding="utf-8")
+    return html.replace("https://presence.example.com", base).replace("@example.com", f"@{domain}").encode("utf-8")
+
+
+def serveExamplePage(reactor, html: bytes, port: int):
+    """
+    Serve C{html} at C{/} on another origin than presenced's, as a web
+    site embedding presence would.
+    """
+    root = webresource.Resource()
+    root.putChild(b"", static.Data(html, "text/html; charset=utf-8"))
+    return reactor.listenTCP(port, server.Site(root), interface="127.0.0.1")
+
+
+def publishAvatar(client: SandboxClient, picture: bytes) -> None:
+    """
+    Store C{picture} in the client's vCard and announce it in presence.
+    """
+    client.manager.send(
+        "<iq type='set' id='demo-avatar'><vCard xmlns='vcard-temp'><PHOTO><TYPE>image/png</TYPE>"
+        f"<BINVAL>{base64.b64encode(picture).decode()}</BINVAL></PHOTO></vCard></iq>")
+    client.manager.send(
+        "<presence><show>chat</show><status>Writing the release notes</status><priority>5</priority>"
+        f"<x xmlns='vcard-temp:x:update'><photo>{hashlib.sha1(picture).hexdigest()}</photo></x></presence>")
+
+
+def printURLs(base: str, domain: str, public: bool, example: str | None = None) -> None:
     status = f"{base}/plugins/presence/status"
     print("\npresenced is serving the demo users' presence. Open:\n")
     for user in SESSIONS:
@@ -85,19 +122,22 @@ def printURLs(base: str, domain: str, public: bool) -> None:
         # Alice is subscribed to Bob and Carol; anyone may see themself.
         viewer = "alice" if user in ("bob", "carol") else user
         query = f"jid={jid}" if public else f"jid={jid}&req_jid={viewer}@{domain}"
-        print(f"  {user:6} icon  {status}?{query}")
-        print(f"  {'':6} text  {status}?{query}&type=text")
-        print(f"  {'':6} xml   {status}?{query}&type=xml")
+        print(f"  {user:7} icon  {status}?{query}")
+        print(f"  {'':7} text  {status}?{query}&type=text")
+        print(f"  {'':7} xml   {status}?{query}&type=xml")
+        print(f"  {'':7} json  {status}?{query}&type=json")
     print(f"\n  custom images: {status}?jid=bob@{domain}&req_jid=alice@{domain}"
           "&images=https://example.org/icons/--IMAGE--.png  (a redirect)")
     if not public:
         print(f"  refused:       {status}?jid=bob@{domain}&req_jid=dave@{domain}")
+    if example is not None:
+        print(f"\n  every way to embed presence, live: {example}")
     print("\nBob's status changes every 20 seconds. Ctrl-C stops the demo.\n", flush=True)
 
 
 async def run(reactor, options: argparse.Namespace) -> None:
-    prosody = Prosody()
-    presenced = None
+    prosody = Prosody(modules=("vcard",))
+    presenced = page = None
     clients: list[SandboxClient] = []
     stop: defer.Deferred = defer.Deferred()
     cleanedUp: defer.Deferred = defer.Deferred()
@@ -120,10 +160,17 @@ async def run(reactor, options: argparse.Namespace) -> None:
                 client.available(show=show, status=status, priority=5 if resource == "laptop" else 0)
                 clients.append(client)
         await _subscribe(reactor, clients, "alice", ["bob", "carol"])
+        alice = next(c for c in clients if c.jid.user == "alice")
+        publishAvatar(alice, (defaultImageDirectory() / "chat.png").read_bytes())
 
         port = options.port or freePort()
         presenced = startPresenced(writeSettings(prosody, port, options.public), port)
-        printURLs(f"http://127.0.0.1:{port}", prosody.domain, options.public)
+        base = f"http://127.0.0.1:{port}"
+        example = None
+        if options.public:
+            page = serveExamplePage(reactor, examplePage(base, prosody.domain), freePort())
+            example = f"http://127.0.0.1:{page.getHost().port}/"
+        printURLs(base, prosody.domain, options.public, example)
 
         bob = next(c for c in clients if c.jid.user == "bob")
         loop = task.LoopingCall(_nextBobStatus(bob))
@@ -134,6 +181,8 @@ async def run(reactor, options: argparse.Namespace) -> None:
         await stop
         loop.stop()
     finally:
+        if page is not None:
+            await page.stopListening()
         for client in clients:
             await client.disconnect()
         if presenced is not None:
