@@ -1,8 +1,10 @@
 """
-Benchmark presenced against Prosody's mod_webpresence, the bare twisted.web
-ceiling and nginx, on this machine, over loopback, with wrk.
+Benchmark presenced, on CPython and on PyPy, against Prosody's
+mod_webpresence, the bare twisted.web ceiling and nginx, on this machine,
+over loopback, with wrk.
 
-    scripts/bench [--rounds 3] [--duration 5] [--connections 32] [--output FILE]
+    scripts/bench [--interpreters cpython pypy] [--rounds 3] [--duration 5]
+                  [--connections 32] [--output FILE]
 
 Prints a table and writes the results as JSON (bench/results/latest.json
 by default).  See bench/README.md.
@@ -23,6 +25,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -34,6 +37,35 @@ from presenced.sandbox.prosody import Prosody, freePort, waitForPort  # noqa: E4
 
 PASSWORD = "bench-password"
 TICKS = os.sysconf("SC_CLK_TCK")
+
+def environment(**variables: str) -> dict[str, str]:
+    """
+    This process's environment, for a process that imports presenced from
+    this checkout, with C{variables} set.
+    """
+    return {**os.environ, "PYTHONPATH": str(ROOT), **variables}
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """
+    What presenced can be measured on: an interpreter's virtualenv, and
+    environment variables for its processes (such as PyPy's GC settings).
+    """
+
+    virtualenv: Path
+    variables: tuple[tuple[str, str], ...] = ()
+
+    def executable(self, program: str) -> str:
+        return str(self.virtualenv / "bin" / program)
+
+    def environment(self) -> dict[str, str]:
+        return environment(**dict(self.variables))
+
+
+#: Every runtime by name: each interpreter, and in L{main} those of
+#: C{--pypy-gc-nursery}.
+RUNTIMES = {"cpython": Runtime(ROOT / ".venv"), "pypy": Runtime(ROOT / ".venv-pypy")}
 
 
 def cpuSeconds(pid: int) -> float:
@@ -65,13 +97,14 @@ def _milliseconds(text: str) -> float:
     return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}[unit]
 
 
-def wrk(url: str, pid: int, options: argparse.Namespace) -> dict:
+def wrk(url: str, pid: int, options: argparse.Namespace, duration: int | None = None) -> dict:
     """
-    Load C{url} with wrk; measure the server process's CPU meanwhile.
+    Load C{url} with wrk for C{duration} seconds (C{--duration} by
+    default); measure the server process's CPU meanwhile.
     """
     before = cpuSeconds(pid)
     output = subprocess.run(
-        ["wrk", "-t1", f"-c{options.connections}", f"-d{options.duration}s", "--latency", url],
+        ["wrk", "-t1", f"-c{options.connections}", f"-d{duration or options.duration}s", "--latency", url],
         capture_output=True, text=True, check=True,
     ).stdout
     cpu = cpuSeconds(pid) - before
@@ -82,6 +115,7 @@ def wrk(url: str, pid: int, options: argparse.Namespace) -> dict:
     if errors or "Socket errors" in output:
         raise RuntimeError(f"wrk saw errors for {url}:\n{output}")
     return {
+        "requests": requests,
         "requests_per_second": float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1)),
         "p50_ms": _milliseconds(re.search(r"^\s+50%\s+(\S+)$", output, re.MULTILINE).group(1)),
         "p99_ms": _milliseconds(re.search(r"^\s+99%\s+(\S+)$", output, re.MULTILINE).group(1)),
@@ -93,21 +127,104 @@ def median(runs: list[dict]) -> dict:
     return {key: statistics.median(run[key] for run in runs) for key in runs[0]}
 
 
+def loadAverage() -> str:
+    """
+    The machine's load averages over 1, 5 and 15 minutes, as the kernel
+    reports them.
+    """
+    with open("/proc/loadavg") as f:
+        return " ".join(f.read().split()[:3])
+
+
+class Presenced:
+    """
+    One presenced under one interpreter's twistd, a component of the
+    benchmark's Prosody, with its own port, settings and logs.
+    """
+
+    def __init__(self, interpreter: str, prosody: Prosody, component: str, work: Path) -> None:
+        self.interpreter = interpreter
+        self.prosody = prosody
+        self.component = component
+        self.port = freePort()
+        self.settings = work / f"presenced-{interpreter}.ini"
+        self.accessLog = work / f"access-{interpreter}.log"
+        self.log = work / f"presenced-{interpreter}.log"
+        self.process: subprocess.Popen | None = None
+
+    def start(self, spawn) -> float:
+        """
+        Start it with C{spawn}; returns the seconds until it was connected
+        to Prosody and listening.
+        """
+        self.writeSettings(public=True)
+        started = time.monotonic()
+        runtime = RUNTIMES[self.interpreter]
+        self.process = spawn([runtime.executable("twistd"), "--nodaemon", "--pidfile=", f"--logfile={self.log}",
+                              "presenced", "--config", str(self.settings)], env=runtime.environment())
+        self._waitForLog("Connected to the XMPP server")
+        waitForPort(self.port, 30, self.process)
+        return time.monotonic() - started
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def writeSettings(self, public: bool, accessLog: bool = False) -> None:
+        self.settings.write_text(f"""
+[xmpp]
+jid = {self.component}
+secret = {self.prosody.secret}
+port = {self.prosody.componentPort}
+domain = {self.prosody.domain}
+
+[http]
+listen = tcp:{self.port}:interface=127.0.0.1
+access_log = {self.accessLog if accessLog else "off"}
+
+[presence]
+public = {"true" if public else "false"}
+roster_ttl = 86400
+""")
+
+    def reload(self, public: bool, accessLog: bool = False) -> None:
+        """
+        Change its settings with SIGHUP.
+        """
+        done = self.log.read_text().count("Reload done")
+        self.writeSettings(public, accessLog)
+        self.process.send_signal(signal.SIGHUP)
+        self._waitForLog("Reload done", done + 1)
+
+    def _waitForLog(self, text: str, count: int = 1) -> None:
+        for _ in range(1200):
+            if self.log.exists() and self.log.read_text().count(text) >= count:
+                return
+            time.sleep(0.05)
+        raise RuntimeError(f"presenced on {self.interpreter} did not log {text!r}")
+
+
 class Targets:
     """
-    Every server under test, started on loopback.
+    Every server under test, started on loopback: Prosody with
+    mod_webpresence, presenced and the bare twisted.web leaf on each
+    interpreter, and nginx.
     """
 
-    def __init__(self, work: Path) -> None:
+    def __init__(self, work: Path, interpreters: list[str]) -> None:
         self.work = work
         self.processes: list[subprocess.Popen] = []
-        self.prosody = Prosody(modules=("webpresence",), loglevel="warn")
+        components = [f"{name}.presence.example.test" for name in interpreters]
+        self.prosody = Prosody(modules=("webpresence",), loglevel="warn",
+                               component=components[0], otherComponents=tuple(components[1:]))
         self.user = f"bench@{self.prosody.domain}"
         self.fan = f"fan@{self.prosody.domain}"
+        self.presenced = {name: Presenced(name, self.prosody, component, work)
+                          for name, component in zip(interpreters, components)}
+        self.startSeconds: dict[str, float] = {}
 
     def spawn(self, argv: list[str], **kwargs) -> subprocess.Popen:
-        env = {**os.environ, "PYTHONPATH": str(ROOT)}
-        process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, env=env, **kwargs)
+        process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, **{"env": environment(), **kwargs})
         self.processes.append(process)
         return process
 
@@ -120,57 +237,27 @@ class Targets:
                              self.user, self.fan, PASSWORD], stdout=subprocess.PIPE, text=True)
         if online.stdout.readline().strip() != "ready":
             raise RuntimeError("the benchmark users did not come online")
-
-        self.presencedPort = freePort()
-        self.settings = self.work / "presenced.ini"
-        self.accessLog = self.work / "access.log"
-        self.writeSettings(public=True)
-        self.presencedLog = self.work / "presenced.log"
-        twistd = str(Path(sys.executable).with_name("twistd"))
-        self.presenced = self.spawn([twistd, "--nodaemon", "--pidfile=", f"--logfile={self.presencedLog}",
-                                     "presenced", "--config", str(self.settings)])
-        self._waitForLog("Connected to the XMPP server")
+        for name, presenced in self.presenced.items():
+            self.startSeconds[name] = presenced.start(self.spawn)
 
         self.png = defaultImageDirectory() / "away.png"
-        self.barePort = freePort()
-        self.bare = self.spawn([sys.executable, str(HERE / "bare_twisted.py"), str(self.barePort), str(self.png)])
+        self.bare = {}
+        for name in self.presenced:
+            port = freePort()
+            runtime = RUNTIMES[name]
+            self.bare[name] = (port, self.spawn([runtime.executable("python"), str(HERE / "bare_twisted.py"),
+                                                 str(port), str(self.png)], env=runtime.environment()))
         self.nginxPort = freePort()
         self.nginx = self.spawn(["nginx", "-c", str(self._nginxConfig()), "-p", str(self.work)])
-        for port in (self.presencedPort, self.barePort, self.nginxPort):
+        for port in [self.nginxPort, *(port for port, _ in self.bare.values())]:
             waitForPort(port, 30)
-
-    def writeSettings(self, public: bool, accessLog: bool = False) -> None:
-        self.settings.write_text(f"""
-[xmpp]
-jid = {self.prosody.component}
-secret = {self.prosody.secret}
-port = {self.prosody.componentPort}
-domain = {self.prosody.domain}
-
-[http]
-listen = tcp:{self.presencedPort}:interface=127.0.0.1
-access_log = {self.accessLog if accessLog else "off"}
-
-[presence]
-public = {"true" if public else "false"}
-roster_ttl = 86400
-""")
 
     def reload(self, public: bool, accessLog: bool = False) -> None:
         """
-        Change presenced's settings with SIGHUP.
+        Change every presenced's settings.
         """
-        done = self.presencedLog.read_text().count("Reload done")
-        self.writeSettings(public, accessLog)
-        self.presenced.send_signal(signal.SIGHUP)
-        self._waitForLog("Reload done", done + 1)
-
-    def _waitForLog(self, text: str, count: int = 1) -> None:
-        for _ in range(600):
-            if self.presencedLog.exists() and self.presencedLog.read_text().count(text) >= count:
-                return
-            time.sleep(0.05)
-        raise RuntimeError(f"presenced did not log {text!r}")
+        for presenced in self.presenced.values():
+            presenced.reload(public, accessLog)
 
     def _nginxConfig(self) -> Path:
         root = self.work / "static"
@@ -205,37 +292,42 @@ http {{
         self.prosody.cleanup()
 
 
-def endpoints(t: Targets, requester: str | None) -> dict[str, tuple[str, str]]:
+def presencedURLs(presenced: Presenced, user: str, requester: str | None) -> dict[str, str]:
     """
-    For each answer type: the presenced URL and the matching mod_webpresence URL.
+    The URL of each answer type about C{user} on C{presenced}.
     """
-    status = f"http://127.0.0.1:{t.presencedPort}/plugins/presence/status?jid={t.user}"
+    status = f"http://127.0.0.1:{presenced.port}/plugins/presence/status?jid={user}"
     if requester:
         status += f"&req_jid={requester}"
+    return {"image": status, "text": status + "&type=text", "xml": status + "&type=xml"}
+
+
+def endpoints(t: Targets, requester: str | None) -> dict[str, dict[str, tuple[str, int]]]:
+    """
+    For each answer type: every presenced's URL and mod_webpresence's
+    matching one, by server name, with the server's pid.
+    """
     webpresence = f"http://127.0.0.1:{t.prosody.httpPort}/status/{t.user}"
+    theirs = {"image": webpresence, "text": webpresence + "/text", "xml": webpresence + "/xml"}
+    ours = {name: presencedURLs(presenced, t.user, requester) for name, presenced in t.presenced.items()}
     return {
-        "image": (status, webpresence),
-        "text": (status + "&type=text", webpresence + "/text"),
-        "xml": (status + "&type=xml", webpresence + "/xml"),
+        kind: {**{f"presenced_{name}": (urls[kind], t.presenced[name].pid) for name, urls in ours.items()},
+               "mod_webpresence": (theirs[kind], t.prosodyPid)}
+        for kind in theirs
     }
 
 
-def check(t: Targets, kind: str, ours: str, theirs: str) -> None:
+def check(t: Targets, kind: str, servers: dict[str, tuple[str, int]]) -> None:
     """
-    Both services answer about the same live user before they are loaded.
+    Every server answers about the same live user before it is loaded
+    (mod_webpresence's image being its own icon, and its text the show).
     """
-    def fetch(url: str) -> bytes:
+    ours = {"image": t.png.read_bytes(), "text": b"Benchmarking presence", "xml": b"<show>away</show>"}[kind]
+    theirs = {"image": b"", "text": b"away", "xml": b"<show>away</show>"}[kind]
+    for name, (url, _) in servers.items():
         with urllib.request.urlopen(url, timeout=10) as answer:
-            return answer.read()
-
-    expected = {
-        "image": (t.png.read_bytes(), None),
-        "text": (b"Benchmarking presence", b"away"),
-        "xml": (b"<show>away</show>", b"<show>away</show>"),
-    }[kind]
-    for url, wanted in zip((ours, theirs), expected):
-        body = fetch(url)
-        if wanted is not None and wanted not in body:
+            body = answer.read()
+        if (theirs if name == "mod_webpresence" else ours) not in body:
             raise RuntimeError(f"{url} answered {body[:200]!r}, not the live user's {kind}")
 
 
@@ -243,8 +335,12 @@ def alternating(options, targets: dict[str, tuple[str, int]]) -> dict[str, dict]
     """
     Load each of C{targets} (name to URL and server pid) once a round, the
     order rotated every round (A B C, B C A, ...); the median of the rounds
-    for each figure.
+    for each figure.  Each first gets C{--warm-up} seconds of load that
+    are not measured, so that a JIT has compiled this path.
     """
+    if options.warm_up:
+        for url, pid in targets.values():
+            wrk(url, pid, options, options.warm_up)
     runs = {name: [] for name in targets}
     order = list(targets.items())
     for round in range(options.rounds):
@@ -254,139 +350,235 @@ def alternating(options, targets: dict[str, tuple[str, int]]) -> dict[str, dict]
     return {name: median(r) for name, r in runs.items()}
 
 
-def versus(t: Targets, options, ours: str, theirs: str) -> dict:
+def ratios(result: dict, to: str, of: dict[str, str]) -> dict[str, dict[str, float]]:
     """
-    presenced at C{ours} against mod_webpresence at C{theirs}, alternating,
-    with the ratios of their requests per second and CPU per request.
+    For each key of C{of}: the requests per second and CPU per request of
+    the server C{of[key]} in C{result}, divided by those of C{to}.
     """
-    result = alternating(options, {"presenced": (ours, t.presenced.pid), "mod_webpresence": (theirs, t.prosodyPid)})
-    result["ratio_requests"] = result["presenced"]["requests_per_second"] / result["mod_webpresence"]["requests_per_second"]
-    result["ratio_cpu"] = result["presenced"]["cpu_seconds_per_10k"] / result["mod_webpresence"]["cpu_seconds_per_10k"]
+    base = result[to]
+    return {key: {"requests": result[name]["requests_per_second"] / base["requests_per_second"],
+                  "cpu": result[name]["cpu_seconds_per_10k"] / base["cpu_seconds_per_10k"]}
+            for key, name in of.items()}
+
+
+def versus(t: Targets, options, servers: dict[str, tuple[str, int]]) -> dict:
+    """
+    Every presenced against mod_webpresence, alternating, with their
+    ratios to it.
+    """
+    result = alternating(options, servers)
+    result["ratios"] = ratios(result, "mod_webpresence", {name: f"presenced_{name}" for name in t.presenced})
     return result
 
 
 def compare(t: Targets, options, requester: str | None) -> dict:
     """
-    presenced versus mod_webpresence for each answer type.
+    Every presenced versus mod_webpresence for each answer type.
     """
     results = {}
-    for kind, (ours, theirs) in endpoints(t, requester).items():
-        check(t, kind, ours, theirs)
-        results[kind] = versus(t, options, ours, theirs)
+    for kind, servers in endpoints(t, requester).items():
+        check(t, kind, servers)
+        results[kind] = versus(t, options, servers)
     return results
 
 
 def ceilings(t: Targets, options) -> dict:
     """
-    presenced's public image answer against a bare twisted.web leaf serving
-    the same bytes and nginx serving them as a static file, alternating.
+    Every presenced's public image answer against a bare twisted.web leaf
+    on the same interpreter serving the same bytes, and nginx serving
+    them as a static file, rotating.
     """
-    image, _ = endpoints(t, None)["image"]
-    result = alternating(options, {
-        "presenced_image": (image, t.presenced.pid),
-        "bare_twisted_web": (f"http://127.0.0.1:{t.barePort}/", t.bare.pid),
-        "nginx_static_png": (f"http://127.0.0.1:{t.nginxPort}/status.png", t.nginx.pid),
-    })
-    result["presenced_image_over_bare_twisted_web"] = (
-        result["presenced_image"]["requests_per_second"] / result["bare_twisted_web"]["requests_per_second"]
-    )
+    servers = {}
+    for name, presenced in t.presenced.items():
+        servers[f"presenced_{name}"] = (presencedURLs(presenced, t.user, None)["image"], presenced.pid)
+    for name, (port, process) in t.bare.items():
+        servers[f"bare_twisted_web_{name}"] = (f"http://127.0.0.1:{port}/", process.pid)
+    servers["nginx_static_png"] = (f"http://127.0.0.1:{t.nginxPort}/status.png", t.nginx.pid)
+    result = alternating(options, servers)
+    presenced = {name: f"presenced_{name}" for name in t.presenced}
+    result["presenced_over_nginx"] = ratios(result, "nginx_static_png", presenced)
+    result["presenced_over_bare_twisted_web"] = {
+        name: ratios(result, f"bare_twisted_web_{name}", {name: f"presenced_{name}"})[name] for name in t.presenced
+    }
     return result
 
 
 def withAccessLog(t: Targets, options) -> dict:
     """
-    presenced's public image answer with the access log written to a file,
-    against mod_webpresence's.
+    Every presenced's public image answer with the access log written to
+    a file, against mod_webpresence's.
     """
     t.reload(public=True, accessLog=True)
-    result = versus(t, options, *endpoints(t, None)["image"])
+    result = versus(t, options, endpoints(t, None)["image"])
     t.reload(public=True)
-    if not t.accessLog.stat().st_size:
-        raise RuntimeError("presenced wrote no access log")
+    for presenced in t.presenced.values():
+        if not presenced.accessLog.stat().st_size:
+            raise RuntimeError(f"presenced on {presenced.interpreter} wrote no access log")
     return result
 
 
-def scale(options) -> dict:
+def warmUp(t: Targets, options) -> dict:
     """
-    Ingestion rate, memory per user, and HTTP throughput by users tracked.
+    How a fresh presenced's public image answer gets up to speed on each
+    interpreter, one after the other: C{--warm-up-study} runs of wrk, one
+    second each, from the first request on.
+
+    The steady rate is the median of the last third of the runs; the
+    figures say after how many seconds and requests the first run
+    reached 90% of it.
     """
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    results = {}
+    for name, presenced in t.presenced.items():
+        url, pid = presencedURLs(presenced, t.user, None)["image"], presenced.pid
+        runs = [wrk(url, pid, options, 1) for _ in range(options.warm_up_study)]
+        steady = statistics.median(run["requests_per_second"] for run in runs[-max(1, len(runs) // 3):])
+        first = next(i for i, run in enumerate(runs) if run["requests_per_second"] >= 0.9 * steady)
+        results[name] = {
+            "requests_per_second_by_second": [run["requests_per_second"] for run in runs],
+            "cpu_seconds_per_10k_by_second": [run["cpu_seconds_per_10k"] for run in runs],
+            "steady_requests_per_second": steady,
+            "first_second_over_steady": runs[0]["requests_per_second"] / steady,
+            "seconds_to_90_percent": first,
+            "requests_to_90_percent": sum(run["requests"] for run in runs[:first]),
+        }
+    return results
+
+
+def scale(options, interpreters: list[str]) -> dict:
+    """
+    On each interpreter: ingestion rate (and ingestion taken apart),
+    memory per user, and HTTP throughput by users tracked.
+    """
     script = str(HERE / "scale.py")
 
-    def measure(*args: str) -> dict:
-        out = subprocess.run([sys.executable, script, *args], env=env, capture_output=True, text=True, check=True)
+    def measure(interpreter: str, *args: str) -> dict:
+        runtime = RUNTIMES[interpreter]
+        out = subprocess.run([runtime.executable("python"), script, *args], env=runtime.environment(),
+                             capture_output=True, text=True, check=True)
         return json.loads(out.stdout)
 
-    result = {"ingest": median([measure("ingest", str(options.ingest_users)) for _ in range(options.rounds)]),
-              "memory": {}}
-    for users in options.memory_users:
-        result["memory"][str(users)] = measure("memory", str(users))
+    ingestion = {name: [] for name in interpreters}
+    for round in range(options.rounds):
+        shift = round % len(interpreters)
+        for name in interpreters[shift:] + interpreters[:shift]:
+            ingestion[name].append(measure(name, "ingest", str(options.ingest_users)))
+    result = {
+        "ingest": {name: median(runs) for name, runs in ingestion.items()},
+        "ingest_layers": {name: measure(name, "layers", str(options.ingest_users)) for name in interpreters},
+        "memory": {name: {str(users): measure(name, "memory", str(users)) for users in options.memory_users}
+                   for name in interpreters},
+    }
+    sizes = (options.http_users_small, options.http_users_large)
     servers = {}
     try:
-        for users in (options.http_users_small, options.http_users_large):
-            port = freePort()
-            server = subprocess.Popen([sys.executable, script, "serve", str(users), str(port)], env=env,
-                                      stdout=subprocess.PIPE, text=True)
-            servers[str(users)] = (f"http://127.0.0.1:{port}/plugins/presence/status?jid=user{users // 2}@example.test",
-                                   server)
-            if server.stdout.readline().strip() != "ready":
-                raise RuntimeError("scale server did not start")
-        result["http_by_users"] = alternating(options, {users: (url, server.pid)
-                                                        for users, (url, server) in servers.items()})
+        for name in interpreters:
+            for users in sizes:
+                port = freePort()
+                runtime = RUNTIMES[name]
+                server = subprocess.Popen([runtime.executable("python"), script, "serve", str(users), str(port)],
+                                          env=runtime.environment(), stdout=subprocess.PIPE, text=True)
+                url = f"http://127.0.0.1:{port}/plugins/presence/status?jid=user{users // 2}@example.test"
+                servers[f"{name}_{users}"] = (url, server)
+                if server.stdout.readline().strip() != "ready":
+                    raise RuntimeError(f"scale server on {name} did not start")
+        result["http_by_users"] = alternating(options, {key: (url, server.pid)
+                                                        for key, (url, server) in servers.items()})
     finally:
         for _, server in servers.values():
             server.terminate()
             server.wait(30)
-    small, large = (result["http_by_users"][str(n)]["requests_per_second"]
-                    for n in (options.http_users_small, options.http_users_large))
-    result["http_large_over_small"] = large / small
+    result["http_large_over_small"] = {
+        name: ratios(result["http_by_users"], f"{name}_{sizes[0]}", {name: f"{name}_{sizes[1]}"})[name]["requests"]
+        for name in interpreters
+    }
     return result
 
 
-def machine() -> dict:
+def interpreterVersion(interpreter: str) -> str:
+    """
+    What C{interpreter} runs: implementation, versions, Twisted, and the
+    variables it is given.
+    """
+    runtime = RUNTIMES[interpreter]
+    version = subprocess.run(
+        [runtime.executable("python"), "-c",
+         "import sys, twisted; print(sys.version.replace(chr(10), ' '), '/ Twisted', twisted.__version__)"],
+        capture_output=True, text=True, check=True,
+    ).stdout.strip()
+    return " ".join([version, *(f"{name}={value}" for name, value in runtime.variables)])
+
+
+def machine(interpreters: list[str]) -> dict:
     with open("/proc/cpuinfo") as f:
         model = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), "?")
     with open("/proc/meminfo") as f:
         memory = f.readline().split()[1]
     return {
         "cpu": model, "cores": os.cpu_count(), "memory_kib": int(memory),
-        "kernel": platform.release(), "python": platform.python_version(),
+        "kernel": platform.release(),
+        "interpreters": {name: interpreterVersion(name) for name in interpreters},
         "wrk": subprocess.run(["wrk", "-v"], capture_output=True, text=True).stdout.split("\n")[0].strip(),
     }
 
 
+def _row(label: str, name: str, r: dict) -> str:
+    return (f"{label:<24}{name:<26}{r['requests_per_second']:>9.0f}"
+            f"{r['p50_ms']:>9.2f}{r['p99_ms']:>9.2f}{r['cpu_seconds_per_10k']:>11.3f}")
+
+
 def table(results: dict) -> str:
-    lines = [
-        f"{'endpoint':<24}{'server':<17}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'CPU s/10k':>11}",
-    ]
+    interpreters = list(results["warm_up"])
+    lines = [f"{'endpoint':<24}{'server':<26}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'CPU s/10k':>11}"]
     rows = [(f"{mode} {kind}", row) for mode in ("public", "subscribers_only") for kind, row in results[mode].items()]
     rows.append(("image, access log file", results["access_log_file"]))
     for label, row in rows:
-        for name in ("presenced", "mod_webpresence"):
-            r = row[name]
-            lines.append(f"{label:<24}{name:<17}{r['requests_per_second']:>9.0f}"
-                         f"{r['p50_ms']:>9.2f}{r['p99_ms']:>9.2f}{r['cpu_seconds_per_10k']:>11.3f}")
-        lines.append(f"{'':<24}{'ratio':<17}{row['ratio_requests']:>9.2f}{'':>18}{row['ratio_cpu']:>11.2f}")
-    for name in ("presenced_image", "bare_twisted_web", "nginx_static_png"):
-        r = results["ceilings"][name]
-        lines.append(f"{'ceiling':<24}{name:<17}{r['requests_per_second']:>9.0f}"
-                     f"{r['p50_ms']:>9.2f}{r['p99_ms']:>9.2f}{r['cpu_seconds_per_10k']:>11.3f}")
-    lines.append(f"presenced image / bare twisted.web: {results['ceilings']['presenced_image_over_bare_twisted_web']:.2f}")
+        for name, r in row.items():
+            if name != "ratios":
+                lines.append(_row(label, name, r))
+        for name, ratio in row["ratios"].items():
+            lines.append(f"{'':<24}{'ratio ' + name:<26}{ratio['requests']:>9.2f}{'':>18}{ratio['cpu']:>11.2f}")
+    for name, r in results["ceilings"].items():
+        if not name.startswith("presenced_over"):
+            lines.append(_row("ceiling", name, r))
+    for name in interpreters:
+        lines.append(f"presenced image on {name}: {results['ceilings']['presenced_over_bare_twisted_web'][name]['requests']:.2f}"
+                     f" of bare twisted.web, {results['ceilings']['presenced_over_nginx'][name]['requests']:.2f} of nginx")
+    for name, w in results["warm_up"].items():
+        lines.append(f"warm-up on {name}: steady {w['steady_requests_per_second']:.0f} req/s, first second at "
+                     f"{w['first_second_over_steady']:.2f} of it, 90% after {w['seconds_to_90_percent']} s "
+                     f"({w['requests_to_90_percent']:,} requests); started in {results['start_seconds'][name]:.1f} s")
     s = results["scale"]
-    lines.append(f"ingestion: {s['ingest']['stanzas_per_second']:.0f} presence stanzas/s")
-    for users, m in s["memory"].items():
-        lines.append(f"memory at {int(users):>9,} users: {m['bytes_per_user']:.0f} B per user (RSS delta)")
-    for users, r in s["http_by_users"].items():
-        lines.append(f"image req/s with {int(users):>9,} users tracked: {r['requests_per_second']:.0f}")
-    lines.append(f"large / small: {s['http_large_over_small']:.2f}")
+    for name in interpreters:
+        lines.append(f"ingestion on {name}: {s['ingest'][name]['stanzas_per_second']:.0f} presence stanzas/s")
+        for layer, timing in s["ingest_layers"][name].items():
+            if layer != "stanzas":
+                lines.append(f"    {layer:<48}{timing['first_us_per_stanza']:>7.1f} µs/stanza first pass,"
+                             f"{timing['best_us_per_stanza']:>7.1f} best")
+        for users, m in s["memory"][name].items():
+            lines.append(f"memory on {name} at {int(users):>9,} users: {m['bytes_per_user']:.0f} B per user (RSS delta)")
+    for key, r in s["http_by_users"].items():
+        lines.append(f"image req/s, {key.replace('_', ' with ')} users tracked: {r['requests_per_second']:.0f}")
+    for name, ratio in s["http_large_over_small"].items():
+        lines.append(f"large / small on {name}: {ratio:.2f}")
+    lines.append(f"load average: {results['load_average']['before']} before, {results['load_average']['after']} after")
     return "\n".join(lines)
 
 
 def main() -> None:
+    available = [name for name, runtime in RUNTIMES.items() if Path(runtime.executable("twistd")).exists()]
     parser = argparse.ArgumentParser(description="Benchmark presenced on this machine.")
+    parser.add_argument("--interpreters", nargs="+", choices=list(RUNTIMES), default=available,
+                        help="run presenced on these (default: each whose virtualenv exists: "
+                             f"{' '.join(available)})")
+    parser.add_argument("--pypy-gc-nursery", nargs="+", default=[], metavar="SIZE",
+                        help="also run presenced on PyPy with each of these PYPY_GC_NURSERY sizes, e.g. 16MB")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--duration", type=int, default=5, help="seconds per wrk run")
     parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--warm-up", type=int, default=5,
+                        help="seconds of unmeasured load on each server before each comparison (0: none)")
+    parser.add_argument("--warm-up-study", type=int, default=30,
+                        help="one-second runs measuring how a fresh presenced gets up to speed")
     parser.add_argument("--ingest-users", type=int, default=100_000)
     parser.add_argument("--memory-users", type=int, nargs="+", default=[1_000, 10_000, 100_000, 1_000_000])
     parser.add_argument("--http-users-small", type=int, default=1_000)
@@ -396,26 +588,44 @@ def main() -> None:
     options = parser.parse_args()
     if options.http_users_small >= options.http_users_large:
         parser.error("--http-users-small must be less than --http-users-large")
+    for size in options.pypy_gc_nursery:
+        if not re.fullmatch(r"\d+[KMG]B", size):
+            parser.error(f"--pypy-gc-nursery {size}: a size such as 4MB")
+        name = f"pypy-nursery-{size.lower()}"
+        RUNTIMES[name] = Runtime(RUNTIMES["pypy"].virtualenv, (("PYPY_GC_NURSERY", size),))
+        options.interpreters.append(name)
+    for name in options.interpreters:
+        if not Path(RUNTIMES[name].executable("twistd")).exists():
+            parser.error(f"{RUNTIMES[name].virtualenv} has no twistd "
+                         f"(scripts/setup{'' if name == 'cpython' else ' --pypy'})")
+    if options.warm_up_study < 3:
+        parser.error("--warm-up-study needs at least 3 runs")
+    interpreters = list(dict.fromkeys(options.interpreters))
 
     work = Path(tempfile.mkdtemp(prefix="presenced-bench-"))
     work.chmod(0o755)  # nginx's worker runs as an unprivileged account
-    targets = Targets(work)
+    targets = Targets(work, interpreters)
     started = time.time()
+    results = {"machine": machine(interpreters), "command": " ".join(["scripts/bench", *sys.argv[1:]]),
+               "settings": {"wrk": f"-t1 -c{options.connections} -d{options.duration}s --latency, keep-alive",
+                            "rounds": options.rounds, "warm_up_seconds": options.warm_up,
+                            "presenced_access_log": "off (the default)", "mod_webpresence_log_level": "warn"},
+               "load_average": {"before": loadAverage()}}
     try:
         targets.start()
-        results = {"machine": machine(), "command": " ".join(["scripts/bench", *sys.argv[1:]]),
-                   "settings": {"wrk": f"-t1 -c{options.connections} -d{options.duration}s --latency, keep-alive",
-                                "rounds": options.rounds, "presenced_access_log": "off (the default)",
-                                "mod_webpresence_log_level": "warn"}}
+        results["start_seconds"] = targets.startSeconds
+        results["warm_up"] = warmUp(targets, options)
         results["public"] = compare(targets, options, requester=None)
         results["ceilings"] = ceilings(targets, options)
         results["access_log_file"] = withAccessLog(targets, options)
         targets.reload(public=False)
         results["subscribers_only"] = compare(targets, options, requester=targets.fan)
+        results["load_average"]["after_http"] = loadAverage()
     finally:
         targets.stop()
         shutil.rmtree(work, ignore_errors=True)
-    results["scale"] = scale(options)
+    results["scale"] = scale(options, interpreters)
+    results["load_average"]["after"] = loadAverage()
     results["seconds"] = time.time() - started
     options.output.parent.mkdir(parents=True, exist_ok=True)
     options.output.write_text(json.dumps(results, indent=2))

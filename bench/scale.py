@@ -3,6 +3,8 @@ Scale measurements of presenced's presence path, each in a fresh process:
 
     python bench/scale.py ingest N         presence stanzas/s through the
                                            real XMPP handlers and model
+    python bench/scale.py layers N         the same stream through each
+                                           layer of ingestion in turn
     python bench/scale.py memory N         RSS per tracked online user
     python bench/scale.py serve N PORT     serve HTTP with N users tracked
 
@@ -18,6 +20,7 @@ from __future__ import annotations
 import gc
 import json
 import os
+import pyexpat
 import re
 import resource
 import sys
@@ -26,7 +29,9 @@ from pathlib import Path
 
 from twisted.internet.testing import StringTransport
 
+from presenced.answers import stanzaXML
 from presenced.config import fromString
+from presenced.streamparser import SEPARATOR, NamespaceSafeElementStream
 from presenced.tap import buildService
 
 DOMAIN = "example.test"
@@ -106,16 +111,17 @@ def chunked(parts: list[str]) -> list[bytes]:
     return chunks
 
 
+STREAM_HEAD = (f"<stream:stream xmlns='jabber:component:accept' xmlns:stream='http://etherx.jabber.org/streams' "
+               f"from='{COMPONENT}' id='bench'>").encode()
+
+
 def connectedService(port: int = 0):
     from twisted.internet import reactor
 
     service = buildService(settings(port), reactor)
     xs = service.connection.factory.buildProtocol(None)
     xs.makeConnection(StringTransport())
-    xs.dataReceived(
-        f"<stream:stream xmlns='jabber:component:accept' xmlns:stream='http://etherx.jabber.org/streams' "
-        f"from='{COMPONENT}' id='bench'><handshake/>".encode()
-    )
+    xs.dataReceived(STREAM_HEAD + b"<handshake/>")
     return service, xs
 
 
@@ -133,6 +139,62 @@ def ingest(users: int) -> dict:
     seconds = time.perf_counter() - started
     assert service.tracker.onlineCount() == online, (service.tracker.onlineCount(), online)
     return {"stanzas": stanzas, "online_users": online, "seconds": seconds, "stanzas_per_second": stanzas / seconds}
+
+
+def _nothing(*event) -> None:
+    pass
+
+
+def _expat(callbacks: bool):
+    parser = pyexpat.ParserCreate("UTF-8", SEPARATOR)
+    parser.buffer_text = True
+    if callbacks:
+        for event in ("StartElement", "EndElement", "CharacterData", "StartNamespaceDecl", "EndNamespaceDecl"):
+            setattr(parser, event + "Handler", _nothing)
+    parser.Parse(STREAM_HEAD)
+    return parser.Parse
+
+
+def _elementStream(serialise: bool):
+    stream = NamespaceSafeElementStream()
+    stream.DocumentStartEvent = _nothing
+    stream.ElementEvent = stanzaXML if serialise else _nothing
+    stream.parse(STREAM_HEAD)
+    return stream.parse
+
+
+#: Ingestion's layers, each including the ones before: a parser for each
+#: pass, from what it is fed.
+LAYERS = {
+    "expat, no callbacks": lambda: _expat(callbacks=False),
+    "expat, Python callbacks that do nothing": lambda: _expat(callbacks=True),
+    "domish elements built": lambda: _elementStream(serialise=False),
+    "elements built and serialised for type=xml": lambda: _elementStream(serialise=True),
+    "the component stream, handlers and model": lambda: connectedService()[1].dataReceived,
+}
+
+
+def layers(users: int, passes: int = 2) -> dict:
+    """
+    Microseconds per stanza of the recorded stream for C{users} users
+    through each of L{LAYERS}, each layer timed on C{passes} passes, each
+    with a new parser (and model): the first pass, with a JIT still
+    warming up, and the fastest.
+    """
+    chunks, stanzas, _ = recordedStream(users)
+    result = {"stanzas": stanzas}
+    for layer, start in LAYERS.items():
+        times = []
+        for _ in range(passes):
+            parse = start()
+            gc.collect()
+            started = time.perf_counter()
+            for chunk in chunks:
+                parse(chunk)
+            times.append(time.perf_counter() - started)
+        result[layer] = {"first_us_per_stanza": times[0] / stanzas * 1e6,
+                         "best_us_per_stanza": min(times) / stanzas * 1e6}
+    return result
 
 
 def memory(users: int) -> dict:
@@ -166,4 +228,4 @@ if __name__ == "__main__":
     if command == "serve":
         serve(count, int(sys.argv[3]))
     else:
-        print(json.dumps({"ingest": ingest, "memory": memory}[command](count)))
+        print(json.dumps({"ingest": ingest, "layers": layers, "memory": memory}[command](count)))

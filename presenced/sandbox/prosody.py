@@ -42,9 +42,14 @@ modules_disabled = {{ "s2s"; {disable_tls} }}
 
 VirtualHost "{domain}"
     privileged_entities = {{
-        ["{component}"] = {{ roster = "get"; presence = "roster" }};
+{privileges}
     }}
+{components}"""
 
+_PRIVILEGE = """\
+        ["{component}"] = {{ roster = "get"; presence = "roster" }};"""
+
+_COMPONENT = """
 Component "{component}"
     component_secret = "{secret}"
     modules_enabled = {{ "privilege" }}
@@ -91,10 +96,13 @@ class ProsodyMissing(RuntimeError):
 @dataclass
 class Prosody:
     """
-    A Prosody server with one virtual host and one privileged component.
+    A Prosody server with one virtual host and one privileged component,
+    or more.
 
     @ivar domain: the users' domain.
     @ivar component: the presenced component's address.
+    @ivar otherComponents: the addresses of further privileged components,
+        with the same secret, e.g. for several presenced at once.
     @ivar modules: extra modules to enable, e.g. C{"webpresence"}.
     @ivar tls: offer STARTTLS (required) and direct TLS on C{directTLSPort},
         with a self-signed certificate for the domain.
@@ -102,6 +110,7 @@ class Prosody:
 
     domain: str = "example.test"
     component: str = "presence.example.test"
+    otherComponents: tuple[str, ...] = ()
     secret: str = "sandbox-secret"
     modules: tuple[str, ...] = ()
     loglevel: str = "info"
@@ -126,8 +135,8 @@ class Prosody:
             component_port=self.componentPort,
             http=self.httpPort,
             domain=self.domain,
-            component=self.component,
-            secret=self.secret,
+            privileges="\n".join(_PRIVILEGE.format(component=c) for c in self.components),
+            components="".join(_COMPONENT.format(component=c, secret=self.secret) for c in self.components),
             extra_modules="; ".join(f'"{m}"' for m in self.modules),
             require_tls="true" if self.tls else "false",
             allow_plain="false" if self.tls else "true",
@@ -142,6 +151,13 @@ class Prosody:
             account = pwd.getpwnam("prosody")
             for path in files:
                 os.chown(path, account.pw_uid, account.pw_gid)
+
+    @property
+    def components(self) -> tuple[str, ...]:
+        """
+        Every privileged component's address, L{component} first.
+        """
+        return (self.component, *self.otherComponents)
 
     @property
     def certificate(self) -> Path:
