@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import signal
+from typing import TYPE_CHECKING
 
 from twisted.application.service import MultiService
 from twisted.internet import defer
@@ -23,6 +24,9 @@ from presenced.link import LinkMonitor
 from presenced.listeners import Listeners
 from presenced.presence import PresenceTracker
 from presenced.web import AccessLog, HealthReport, PresenceSite
+
+if TYPE_CHECKING:
+    from presenced.metrics import Metrics
 
 
 class PresenceService(MultiService):
@@ -56,6 +60,9 @@ class PresenceService(MultiService):
     @ivar site: the HTTP site.
     @ivar listeners: its listening ports.
     @ivar health: the health summary.
+    @ivar metrics: told how each reload ended (C{"ok"}, C{"failed"} or
+        C{"refused"}, see L{presenced.metrics.RELOAD_RESULTS}); C{None}:
+        nothing is.
     """
 
     log = Logger()
@@ -78,6 +85,7 @@ class PresenceService(MultiService):
         self.site = site
         self.listeners = listeners
         self.health = health
+        self.metrics: Metrics | None = None
         self._reloading: defer.Deferred[bool] | None = None
         self._reloadAgain: defer.Deferred[bool] | None = None
         self._reloadOnStart = False
@@ -134,15 +142,21 @@ class PresenceService(MultiService):
         if self._reloading is None:
             reloading = self._reloading = defer.ensureDeferred(self._reloadOnce())
             reloading.addErrback(self._reloadFailed)
+            reloading.addCallback(self._counted)
             reloading.addBoth(self._reloaded)
             return _follow(reloading)
         if self._reloadAgain is None:
             self._reloadAgain = defer.Deferred()
         return _follow(self._reloadAgain)
 
-    def _reloadFailed(self, failure) -> bool:
+    def _reloadFailed(self, failure) -> str:
         self.log.failure("Reload failed", failure)
-        return False
+        return "failed"
+
+    def _counted(self, result: str) -> bool:
+        if self.metrics is not None:
+            self.metrics.reloaded(result)
+        return result == "ok"
 
     def _reloaded(self, result):
         self._reloading = None
@@ -151,7 +165,7 @@ class PresenceService(MultiService):
             self.reload().chainDeferred(waiting)
         return result
 
-    async def _reloadOnce(self) -> bool:
+    async def _reloadOnce(self) -> str:
         self.log.info("Reloading the settings from {path}", path=self.configPath)
         try:
             new = load(self.configPath)
@@ -159,7 +173,7 @@ class PresenceService(MultiService):
             for problem in e.problems:
                 self.log.error("{problem}", problem=problem)
             self.log.error("Reload aborted: the configuration has errors; nothing was changed")
-            return False
+            return "failed"
         old, accessLog = self.settings, None
         try:
             images, certificates, authenticator = self._prepare(old, new)
@@ -170,18 +184,18 @@ class PresenceService(MultiService):
             if accessLog is not None:
                 accessLog.close()
             self.log.error("Reload aborted: {why}; nothing was changed", why=e)
-            return False
+            return "refused"
         except Exception:
             if accessLog is not None:
                 accessLog.close()
             self.log.failure("Reload aborted: the new settings could not be read; nothing was changed")
-            return False
+            return "failed"
 
         self.site.setAccessLog(accessLog)
         changes = _differences(old, new)
         if not changes:
             self.log.info("Reload done: nothing changed")
-            return True
+            return "ok"
         try:
             self.scope.reconfig(new)
             self.site.reconfig(new, images)
@@ -192,9 +206,9 @@ class PresenceService(MultiService):
         except Exception:
             self.log.failure("Reload failed while applying the new settings; what was applied stays, "
                              "restart presenced to be sure of the rest")
-            return False
+            return "failed"
         self.log.info("Reload done; changed: {changes}", changes=", ".join(changes))
-        return True
+        return "ok"
 
     def _prepare(self, old: Settings, new: Settings):
         """

@@ -20,6 +20,7 @@ from presenced.config import ConfigError, Settings, load
 from presenced.feed import PresenceFeed
 from presenced.link import LinkMonitor
 from presenced.listeners import Listeners
+from presenced.metrics import Metrics, MetricsResource
 from presenced.presence import PresenceTracker
 from presenced.service import PresenceService
 from presenced.sign import RequesterCheck
@@ -119,13 +120,16 @@ def buildService(settings: Settings, reactor, configPath: str | None = None,
     status = StatusResource(tracker, mode.policy, AnswerRenderer(loadImages(http.images), presence.labels), scope,
                             RequesterCheck.fromSettings(presence, reactor))
     health = HealthReport(link, tracker)
-    site = buildSite(status, HealthResource(health), reactor)
+    metrics = Metrics(reactor)
+    site = buildSite(status, HealthResource(health), reactor, MetricsResource(metrics.registry))
     site.reconfig(settings, status.renderer.images)
-    return PresenceService(
+    service = PresenceService(
         settings, reactor, tracker=tracker, link=link, scope=scope, mode=mode, feed=feed, site=site,
         listeners=Listeners(site, reactor, http.listen), health=health,
         configPath=configPath, reloadOnHangup=reloadOnHangup,
     )
+    metrics.watch(service)
+    return service
 
 
 def notifySystemd(state: str) -> None:

@@ -16,7 +16,7 @@ from datetime import datetime, timezone
 from functools import lru_cache
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_address
 from types import MappingProxyType
-from typing import IO, Callable, Mapping, NamedTuple, Protocol
+from typing import IO, TYPE_CHECKING, Callable, Mapping, NamedTuple, Protocol
 from urllib.parse import unquote_to_bytes
 
 import hyperlink
@@ -31,6 +31,9 @@ from presenced.answers import JSON, NO_CACHE, TEXT, AnswerRenderer, Body
 from presenced.presence import PresenceTracker, Shown, State
 from presenced.sign import UNPROVEN, RequesterCheck
 
+if TYPE_CHECKING:
+    from presenced.metrics import MetricsResource
+
 IMAGE_TOKEN = "--IMAGE--"
 MAX_JID = 3071
 MAX_URL = 2048
@@ -40,6 +43,9 @@ MAX_PROOF = 256
 SERVER = b"presenced"
 
 FORBIDDEN = Shown(State.FORBIDDEN)
+
+#: The answer types of C{/plugins/presence/status}, the default first.
+ANSWER_TYPES = ("image", "text", "xml")
 
 
 class BadRequest(Exception):
@@ -167,7 +173,7 @@ def parseQuery(args: dict[bytes, list[bytes]], domains: frozenset[str] | None = 
     if not userText:
         raise BadRequest("jid is required")
     kind = _single(args, b"type", 16) or "image"
-    if kind not in ("image", "text", "xml"):
+    if kind not in ANSWER_TYPES:
         raise BadRequest("type must be image, text or xml")
     user = _jid("jid", userText, needsUser=True, localOn=None if kind == "xml" else domains)
     requesterText = _single(args, b"req_jid", MAX_JID)
@@ -206,6 +212,7 @@ class StatusResource(resource.Resource):
 
     isLeaf = True
     allowedMethods = (b"GET", b"HEAD", b"POST")
+    answerTypes = ANSWER_TYPES
     redirectHosts: tuple[str, ...] = ()
 
     def __init__(self, tracker: PresenceTracker, policy: ViewPolicy,
@@ -363,9 +370,12 @@ class PresenceRequest(server.Request):
     query string, and its site does not parse bodies.  A request with
     more than L{MAX_PARAMETERS} is answered with 400.
     Answers name the server as C{presenced}, without a version.
+
+    @ivar arrived: when it was received whole (the site's reactor seconds).
     """
 
     _received = 0
+    arrived: float | None = None
     _refused = False
     defaultContentType = None
 
@@ -398,6 +408,7 @@ class PresenceRequest(server.Request):
         if self._refused:
             return
         self._target = path
+        self.arrived = self.channel.site.reactor.seconds()
         super().requestReceived(command, path.partition(b"?")[0], version)
 
     def process(self) -> None:
@@ -488,8 +499,7 @@ class HealthResource(resource.Resource):
 
     def render_GET(self, request: server.Request) -> bytes:
         healthy, body = self.report()
-        client = self.clients.clientIP(request)
-        if client is None or not _within(client, self.detailsFrom):
+        if not self.clients.clientOn(request, self.detailsFrom):
             body = {"xmpp": body["xmpp"]}
         return _send(request, Body(JSON, json.dumps(body).encode("utf-8")), 200 if healthy else 503)
 
@@ -574,6 +584,14 @@ class ClientAddressFormatter:
             return None
         kind = address.IPv6Address if client.version == 6 else address.IPv4Address
         return kind("TCP", str(client), 0)
+
+    def clientOn(self, request: server.Request, networks: tuple[IPv4Network | IPv6Network, ...]) -> bool:
+        """
+        Whether the request's client, as L{clientIP} tells it, is on one of
+        C{networks}; not when it cannot be told.
+        """
+        client = self.clientIP(request)
+        return client is not None and _within(client, networks)
 
     def clientIP(self, request: server.Request) -> IPv4Address | IPv6Address | None:
         """
@@ -663,21 +681,29 @@ _rememberedLogField = lru_cache(maxsize=4096)(_escapeLogField)
 
 class PresenceSite(server.Site):
     """
-    The HTTP site: presence answers, health, and the access log.
+    The HTTP site: presence answers, health, metrics, and the access log.
 
     @ivar status: the status resource.
     @ivar health: the health resource.
+    @ivar metrics: the metrics resource, if any.
+    @ivar endpoints: the resources under C{/plugins/presence/}, by name.
+    @ivar requestObserver: called with every finished request, as it is
+        logged; C{None}: nothing is.
     """
 
     noisy = False
     displayTracebacks = False
     requestFactory = PresenceRequest
 
-    def __init__(self, root: resource.IResource, status: StatusResource, health: HealthResource, reactor) -> None:
+    def __init__(self, root: resource.IResource, status: StatusResource, health: HealthResource, reactor,
+                 metrics: MetricsResource | None = None) -> None:
         self.logFormatter = ClientAddressFormatter()
         super().__init__(root, reactor=reactor, logFormatter=self.logFormatter, parsePOSTFormSubmission=False)
         self.status = status
         self.health = health
+        self.metrics = metrics
+        self.endpoints: Mapping[bytes, resource.IResource] = {}
+        self.requestObserver: Callable[[server.Request], None] | None = None
         self.accessLog: AccessLog | None = None
 
     def reconfig(self, settings: Settings, images: dict[State, Body]) -> None:
@@ -687,6 +713,13 @@ class PresenceSite(server.Site):
         self.logFormatter.trusted = settings.http.trusted_proxies
         self.status.reconfig(settings, images)
         self.health.reconfig(settings)
+        if self.metrics is not None:
+            self.metrics.reconfig(settings)
+
+    def log(self, request: server.Request) -> None:
+        super().log(request)
+        if self.requestObserver is not None:
+            self.requestObserver(request)
 
     def setAccessLog(self, accessLog: AccessLog | None) -> None:
         """
@@ -709,6 +742,13 @@ class PresenceSite(server.Site):
 _NOT_FOUND = pages.notFound("Not found", "There is no such resource.")
 
 
+def notFound(request: server.Request) -> bytes:
+    """
+    The answer to a path that names nothing, whatever the method.
+    """
+    return _NOT_FOUND.render(request)
+
+
 class _Directory(resource.Resource):
     """
     A path segment holding named children; anything else, the segment
@@ -719,12 +759,14 @@ class _Directory(resource.Resource):
         return _NOT_FOUND
 
     def render(self, request: server.Request) -> bytes:
-        return _NOT_FOUND.render(request)
+        return notFound(request)
 
 
-def buildSite(status: StatusResource, health: HealthResource, reactor) -> PresenceSite:
+def buildSite(status: StatusResource, health: HealthResource, reactor,
+              metrics: MetricsResource | None = None) -> PresenceSite:
     """
-    The HTTP site: C{/plugins/presence/status} and C{/plugins/presence/health}.
+    The HTTP site: C{/plugins/presence/status}, C{/plugins/presence/health}
+    and, given the metrics resource, C{/plugins/presence/metrics}.
     """
     root = _Directory()
     plugins = _Directory()
@@ -733,6 +775,11 @@ def buildSite(status: StatusResource, health: HealthResource, reactor) -> Presen
     plugins.putChild(b"presence", presence)
     presence.putChild(b"status", status)
     presence.putChild(b"health", health)
-    site = PresenceSite(root, status, health, reactor)
+    if metrics is not None:
+        presence.putChild(b"metrics", metrics)
+    site = PresenceSite(root, status, health, reactor, metrics)
+    site.endpoints = presence.children
     health.clients = site.logFormatter
+    if metrics is not None:
+        metrics.clients = site.logFormatter
     return site
