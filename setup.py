@@ -23,6 +23,7 @@ setup(
         "hyperlink>=21.0",
         "constantly>=15.1",
         "scramp>=1.4",
+        "prometheus_client>=0.20",
     ],
     extras_require={"test": ["pytest>=8", "pytest-twisted>=1.14"]},
     classifiers=[

@@ -8,7 +8,7 @@ roster, read over XMPP and cached briefly.
 
 from __future__ import annotations
 
-from typing import Callable, Protocol
+from typing import TYPE_CHECKING, Callable, Protocol
 
 from twisted.internet import defer
 from twisted.internet.interfaces import IReactorTime
@@ -18,6 +18,9 @@ from twisted.python.failure import Failure
 from presenced.config import Settings
 
 from presenced.ratelimit import RateLimitedLog
+
+if TYPE_CHECKING:
+    from presenced.metrics import Metrics
 
 SubscriberSource = Callable[[str], "defer.Deferred[frozenset[str]]"]
 
@@ -63,9 +66,12 @@ class RosterCache:
     entry is trusted for C{ttl} seconds only.  Concurrent questions about
     the same user share one fetch.  Failed fetches are not cached.  At
     most L{maxEntries} rosters are kept, the oldest dropped first.
+
+    @ivar metrics: told of every lookup and fetch; C{None}: nothing is.
     """
 
     maxEntries = 10_000
+    metrics: Metrics | None = None
 
     def __init__(self, fetch: SubscriberSource, clock: IReactorTime, ttl: float) -> None:
         self.fetch = fetch
@@ -82,19 +88,26 @@ class RosterCache:
         entry = self._entries.get(user)
         if entry is not None:
             if entry[0] > self.clock.seconds():
+                if self.metrics is not None:
+                    self.metrics.rosterLookup(hit=True)
                 return entry[1]
             del self._entries[user]
+        if self.metrics is not None:
+            self.metrics.rosterLookup(hit=False)
         waiting: defer.Deferred[frozenset[str]] = defer.Deferred()
         if user in self._inFlight:
             self._inFlight[user].append(waiting)
             return waiting
         self._inFlight[user] = [waiting]
-        self.fetch(user).addBoth(self._fetched, user)
+        started = self.clock.seconds()
+        self.fetch(user).addBoth(self._fetched, user, started)
         return waiting
 
-    def _fetched(self, result: frozenset[str] | Failure, user: str) -> None:
+    def _fetched(self, result: frozenset[str] | Failure, user: str, started: float) -> None:
         waiters = self._inFlight.pop(user)
         failed = isinstance(result, Failure)
+        if self.metrics is not None:
+            self.metrics.rosterFetched(self.clock.seconds() - started, ok=not failed)
         if not failed and self.ttl > 0:
             self._remember(user, result)
         for waiting in waiters:

@@ -156,6 +156,8 @@ class HTTPSettings:
         host names or C{*.suffix} patterns; empty: any host.
     @ivar health_details_from: the networks whose clients see the details
         of the health answer; others get the status alone.
+    @ivar metrics_from: the networks whose clients may read the metrics;
+        others are answered as for a path that names nothing.
     @ivar cors_origins: the origins whose pages may read the answers:
         C{("*",)} any, C{()} none, or origins as C{scheme://host[:port]}.
     @ivar max_age: seconds a cache may keep an answer without revalidating.
@@ -172,6 +174,7 @@ class HTTPSettings:
     trusted_proxies: tuple[IPv4Network | IPv6Network, ...] = ()
     redirect_hosts: tuple[str, ...] = ()
     health_details_from: tuple[IPv4Network | IPv6Network, ...] = LOOPBACK
+    metrics_from: tuple[IPv4Network | IPv6Network, ...] = LOOPBACK
     cors_origins: tuple[str, ...] = ("*",)
     max_age: int = 0
     stream_keepalive: float = 15.0
@@ -630,6 +633,7 @@ def fromString(text: str, name: str = "<string>") -> Settings:
         trusted_proxies=read.value("http", "trusted_proxies", _networks, ()),
         redirect_hosts=read.value("http", "redirect_hosts", _hostPatterns, ()),
         health_details_from=read.value("http", "health_details_from", _networks, LOOPBACK),
+        metrics_from=read.value("http", "metrics_from", _networks, LOOPBACK),
         cors_origins=read.value("http", "cors_origins", _origins, ("*",)),
         max_age=read.value("http", "max_age", _maxAge, 0),
         stream_keepalive=read.value("http", "stream_keepalive", _positiveSeconds, 15.0),

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import re
 from datetime import datetime, timedelta, timezone
-from typing import Callable, Container, NamedTuple
+from typing import TYPE_CHECKING, Callable, Container, NamedTuple
 
 from twisted.internet.interfaces import IReactorTime
 from twisted.words.xish import domish
@@ -15,6 +15,9 @@ from wokkel.subprotocols import XMPPHandler
 from presenced.access import ServedScope
 from presenced.answers import NS_XML, stanzaXML
 from presenced.presence import PresenceTracker, ResourcePresence, stateFromShow
+
+if TYPE_CHECKING:
+    from presenced.metrics import Metrics
 
 #: Longest status text kept; longer ones are cut.
 MAX_STATUS = 1024
@@ -154,7 +157,10 @@ class PresenceFeed(XMPPHandler):
 
     @ivar tracks: whether to track a user (a normalised bare JID) of a
         served domain; C{None} tracks all of them.
+    @ivar metrics: told of every presence stanza; C{None}: nothing is.
     """
+
+    metrics: Metrics | None = None
 
     def __init__(self, tracker: PresenceTracker, scope: ServedScope, clock: IReactorTime,
                  tracks: Callable[[str], bool] | None = None) -> None:
@@ -174,6 +180,8 @@ class PresenceFeed(XMPPHandler):
         """
         Record one presence stanza.
         """
+        if self.metrics is not None:
+            self.metrics.presenceReceived()
         sender = _serverStampedSender(element.getAttribute("from"), self.scope.domains)
         if sender is None:
             return

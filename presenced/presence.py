@@ -284,3 +284,9 @@ class PresenceTracker:
         The number of users with at least one online resource.
         """
         return len(self._online)
+
+    def resourceCount(self) -> int:
+        """
+        The number of online resources, of all users.
+        """
+        return sum(map(len, self._online.values()))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import signal
+from typing import TYPE_CHECKING
 
 from twisted.application.service import IService, MultiService
 from twisted.internet import defer
@@ -24,6 +25,9 @@ from presenced.listeners import Listeners
 from presenced.presence import PresenceTracker
 from presenced.store import LastSeenStore, StoreError
 from presenced.web import AccessLog, HealthReport, PresenceSite
+
+if TYPE_CHECKING:
+    from presenced.metrics import Metrics
 
 
 class PresenceService(MultiService):
@@ -61,6 +65,9 @@ class PresenceService(MultiService):
     @ivar listeners: its listening ports.
     @ivar health: the health summary.
     @ivar events: the open event streams, ended when presenced stops.
+    @ivar metrics: told how each reload ended (C{"ok"}, C{"failed"} or
+        C{"refused"}, see L{presenced.metrics.RELOAD_RESULTS}); C{None}:
+        nothing is.
     """
 
     log = Logger()
@@ -85,6 +92,7 @@ class PresenceService(MultiService):
         self.listeners = listeners
         self.health = health
         self.store = store
+        self.metrics: Metrics | None = None
         self._reloading: defer.Deferred[bool] | None = None
         self._reloadAgain: defer.Deferred[bool] | None = None
         self._reloadOnStart = False
@@ -148,15 +156,21 @@ class PresenceService(MultiService):
         if self._reloading is None:
             reloading = self._reloading = defer.ensureDeferred(self._reloadOnce())
             reloading.addErrback(self._reloadFailed)
+            reloading.addCallback(self._counted)
             reloading.addBoth(self._reloaded)
             return _follow(reloading)
         if self._reloadAgain is None:
             self._reloadAgain = defer.Deferred()
         return _follow(self._reloadAgain)
 
-    def _reloadFailed(self, failure) -> bool:
+    def _reloadFailed(self, failure) -> str:
         self.log.failure("Reload failed", failure)
-        return False
+        return "failed"
+
+    def _counted(self, result: str) -> bool:
+        if self.metrics is not None:
+            self.metrics.reloaded(result)
+        return result == "ok"
 
     def _reloaded(self, result):
         self._reloading = None
@@ -165,7 +179,7 @@ class PresenceService(MultiService):
             self.reload().chainDeferred(waiting)
         return result
 
-    async def _reloadOnce(self) -> bool:
+    async def _reloadOnce(self) -> str:
         self.log.info("Reloading the settings from {path}", path=self.configPath)
         try:
             new = load(self.configPath)
@@ -173,7 +187,7 @@ class PresenceService(MultiService):
             for problem in e.problems:
                 self.log.error("{problem}", problem=problem)
             self.log.error("Reload aborted: the configuration has errors; nothing was changed")
-            return False
+            return "failed"
         old, accessLog, storeFile = self.settings, None, None
         try:
             images, certificates, authenticator, storeFile = self._prepare(old, new)
@@ -183,17 +197,17 @@ class PresenceService(MultiService):
         except (ReloadRefused, OSError) as e:
             _close(accessLog, storeFile)
             self.log.error("Reload aborted: {why}; nothing was changed", why=e)
-            return False
+            return "refused"
         except Exception:
             _close(accessLog, storeFile)
             self.log.failure("Reload aborted: the new settings could not be read; nothing was changed")
-            return False
+            return "failed"
 
         self.site.setAccessLog(accessLog)
         changes = _differences(old, new)
         if not changes:
             self.log.info("Reload done: nothing changed")
-            return True
+            return "ok"
         try:
             self.scope.reconfig(new)
             self.site.reconfig(new, images)
@@ -205,9 +219,9 @@ class PresenceService(MultiService):
         except Exception:
             self.log.failure("Reload failed while applying the new settings; what was applied stays, "
                              "restart presenced to be sure of the rest")
-            return False
+            return "failed"
         self.log.info("Reload done; changed: {changes}", changes=", ".join(changes))
-        return True
+        return "ok"
 
     def _prepare(self, old: Settings, new: Settings):
         """

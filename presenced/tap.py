@@ -22,6 +22,7 @@ from presenced.events import EventsResource, PresenceEvents, WidgetResource
 from presenced.feed import PresenceFeed
 from presenced.link import LinkMonitor
 from presenced.listeners import Listeners
+from presenced.metrics import Metrics, MetricsResource
 from presenced.presence import PresenceTracker
 from presenced.service import PresenceService
 from presenced.sign import RequesterCheck
@@ -132,15 +133,19 @@ def buildService(settings: Settings, reactor, configPath: str | None = None,
         render=lambda user, shown: status.renderer.jsonObject(status.renderer.published(shown), user),
         forbidden=lambda user: status.renderer.jsonObject(FORBIDDEN, user),
         decide=status.decide, clock=reactor)
+    metrics = Metrics(reactor)
     site = buildSite(status, HealthResource(health), reactor,
-                     {b"events": EventsResource(status, events), b"widget.js": WidgetResource(status)})
+                     {b"events": EventsResource(status, events), b"widget.js": WidgetResource(status)},
+                     MetricsResource(metrics.registry))
     site.reconfig(settings, status.renderer.images)
-    return PresenceService(
+    service = PresenceService(
         settings, reactor, tracker=tracker, link=link, scope=scope, mode=mode, feed=feed, site=site,
         listeners=Listeners(site, reactor, http.listen), health=health,
         store=LastSeenStore(presence.store, tracker, reactor, storeThread), events=events,
         configPath=configPath, reloadOnHangup=reloadOnHangup,
     )
+    metrics.watch(service)
+    return service
 
 
 def notifySystemd(state: str) -> None:

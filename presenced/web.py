@@ -17,7 +17,7 @@ from datetime import datetime, timezone
 from functools import lru_cache
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_address
 from types import MappingProxyType
-from typing import IO, Callable, Mapping, NamedTuple, Protocol
+from typing import IO, TYPE_CHECKING, Callable, Mapping, NamedTuple, Protocol
 from urllib.parse import unquote_to_bytes
 
 import hyperlink
@@ -35,6 +35,9 @@ from presenced.avatars import AvatarCache
 from presenced.delivery import METHODS, Delivery
 from presenced.presence import PresenceTracker, Shown, State
 from presenced.sign import UNPROVEN, RequesterCheck
+
+if TYPE_CHECKING:
+    from presenced.metrics import MetricsResource
 
 IMAGE_TOKEN = "--IMAGE--"
 MAX_JID = 3071
@@ -304,6 +307,7 @@ class StatusResource(resource.Resource):
 
     isLeaf = True
     allowedMethods = METHODS
+    answerTypes = KINDS
     redirectHosts: tuple[str, ...] = ()
 
     def __init__(self, tracker: PresenceTracker, policy: ViewPolicy,
@@ -577,9 +581,12 @@ class PresenceRequest(server.Request):
     query string, and its site does not parse bodies.  A request with
     more than L{MAX_PARAMETERS} is answered with 400.
     Answers name the server as C{presenced}, without a version.
+
+    @ivar arrived: when it was received whole (the site's reactor seconds).
     """
 
     _received = 0
+    arrived: float | None = None
     _refused = False
     defaultContentType = None
 
@@ -612,6 +619,7 @@ class PresenceRequest(server.Request):
         if self._refused:
             return
         self._target = path
+        self.arrived = self.channel.site.reactor.seconds()
         super().requestReceived(command, path.partition(b"?")[0], version)
 
     def process(self) -> None:
@@ -702,8 +710,7 @@ class HealthResource(resource.Resource):
 
     def render_GET(self, request: server.Request) -> bytes:
         healthy, body = self.report()
-        client = self.clients.clientIP(request)
-        if client is None or not _within(client, self.detailsFrom):
+        if not self.clients.clientOn(request, self.detailsFrom):
             body = {"xmpp": body["xmpp"]}
         return _send(request, Body(_HEALTH, json.dumps(body).encode("utf-8")), 200 if healthy else 503)
 
@@ -788,6 +795,14 @@ class ClientAddressFormatter:
             return None
         kind = address.IPv6Address if client.version == 6 else address.IPv4Address
         return kind("TCP", str(client), 0)
+
+    def clientOn(self, request: server.Request, networks: tuple[IPv4Network | IPv6Network, ...]) -> bool:
+        """
+        Whether the request's client, as L{clientIP} tells it, is on one of
+        C{networks}; not when it cannot be told.
+        """
+        client = self.clientIP(request)
+        return client is not None and _within(client, networks)
 
     def clientIP(self, request: server.Request) -> IPv4Address | IPv6Address | None:
         """
@@ -877,13 +892,17 @@ _rememberedLogField = lru_cache(maxsize=4096)(_escapeLogField)
 
 class PresenceSite(server.Site):
     """
-    The HTTP site: presence answers, health, and the access log.
+    The HTTP site: presence answers, health, metrics, and the access log.
 
     @ivar status: the status resource.
     @ivar statuses: the resource answering for many users at once.
     @ivar health: the health resource.
     @ivar answering: every other resource that answers as C{status} does,
         with its settings.
+    @ivar metrics: the metrics resource, if any.
+    @ivar endpoints: the resources under C{/plugins/presence/}, by name.
+    @ivar requestObserver: called with every finished request, as it is
+        logged; C{None}: nothing is.
     """
 
     noisy = False
@@ -891,13 +910,17 @@ class PresenceSite(server.Site):
     requestFactory = PresenceRequest
 
     def __init__(self, root: resource.IResource, status: StatusResource, health: HealthResource, reactor,
-                 statuses: StatusesResource | None = None, answering: tuple[StatusResource, ...] = ()) -> None:
+                 statuses: StatusesResource | None = None, answering: tuple[StatusResource, ...] = (),
+                 metrics: MetricsResource | None = None) -> None:
         self.logFormatter = ClientAddressFormatter()
         super().__init__(root, reactor=reactor, logFormatter=self.logFormatter, parsePOSTFormSubmission=False)
         self.status = status
         self.statuses = statuses
         self.answering = answering
         self.health = health
+        self.metrics = metrics
+        self.endpoints: Mapping[bytes, resource.IResource] = {}
+        self.requestObserver: Callable[[server.Request], None] | None = None
         self.accessLog: AccessLog | None = None
 
     def reconfig(self, settings: Settings, images: dict[State, Body]) -> None:
@@ -911,6 +934,13 @@ class PresenceSite(server.Site):
         for answers in self.answering:
             answers.reconfig(settings, images)
         self.health.reconfig(settings)
+        if self.metrics is not None:
+            self.metrics.reconfig(settings)
+
+    def log(self, request: server.Request) -> None:
+        super().log(request)
+        if self.requestObserver is not None:
+            self.requestObserver(request)
 
     def setAccessLog(self, accessLog: AccessLog | None) -> None:
         """
@@ -933,6 +963,13 @@ class PresenceSite(server.Site):
 _NOT_FOUND = pages.notFound("Not found", "There is no such resource.")
 
 
+def notFound(request: server.Request) -> bytes:
+    """
+    The answer to a path that names nothing, whatever the method.
+    """
+    return _NOT_FOUND.render(request)
+
+
 class _Directory(resource.Resource):
     """
     A path segment holding named children; anything else, the segment
@@ -943,17 +980,19 @@ class _Directory(resource.Resource):
         return _NOT_FOUND
 
     def render(self, request: server.Request) -> bytes:
-        return _NOT_FOUND.render(request)
+        return notFound(request)
 
 
 def buildSite(status: StatusResource, health: HealthResource, reactor,
-              more: Mapping[bytes, resource.Resource] = MappingProxyType({})) -> PresenceSite:
+              more: Mapping[bytes, resource.Resource] = MappingProxyType({}),
+              metrics: MetricsResource | None = None) -> PresenceSite:
     """
     The HTTP site: C{/plugins/presence/status}, C{/plugins/presence/statuses}
     (answering with what C{status} is given, and its settings),
-    C{/plugins/presence/health}, and C{more} resources by name under
-    C{/plugins/presence/}; those that answer as C{status} does get its
-    settings too, and its client formatter.
+    C{/plugins/presence/health}, C{more} resources by name under
+    C{/plugins/presence/} (those that answer as C{status} does get its
+    settings too, and its client formatter) and, given the metrics
+    resource, C{/plugins/presence/metrics}.
     """
     statuses = StatusesResource(status.tracker, status.policy, status.renderer, status.scope, status.requesters)
     root = _Directory()
@@ -966,10 +1005,13 @@ def buildSite(status: StatusResource, health: HealthResource, reactor,
     presence.putChild(b"health", health)
     for name, child in more.items():
         presence.putChild(name, child)
+    if metrics is not None:
+        presence.putChild(b"metrics", metrics)
     answering = tuple(child for child in more.values() if isinstance(child, StatusResource))
-    site = PresenceSite(root, status, health, reactor, statuses, answering)
+    site = PresenceSite(root, status, health, reactor, statuses, answering, metrics)
+    site.endpoints = presence.children
     health.clients = site.logFormatter
-    for child in more.values():
+    for child in [*more.values(), metrics]:
         if hasattr(child, "clients"):
             child.clients = site.logFormatter
     return site

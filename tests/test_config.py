@@ -256,6 +256,22 @@ def test_healthDetailsFrom():
     ]
 
 
+def test_metricsFrom():
+    """
+    metrics_from takes addresses and networks, loopback by default; empty
+    lets nobody read the metrics.
+    """
+    from ipaddress import ip_network
+
+    assert config.fromString(MINIMAL).http.metrics_from == (ip_network("127.0.0.0/8"), ip_network("::1"))
+    settings = config.fromString(MINIMAL + "metrics_from = 192.0.2.9 fd00::/8\n")
+    assert settings.http.metrics_from == (ip_network("192.0.2.9"), ip_network("fd00::/8"))
+    assert config.fromString(MINIMAL + "metrics_from =\n").http.metrics_from == ()
+    assert problems(MINIMAL + "metrics_from = prometheus.example 10.0.0.0/33\n") == [
+        "test.ini [http] metrics_from: not an IP address or network: 'prometheus.example'"
+    ]
+
+
 CLIENT = """
 [xmpp]
 mode = client
