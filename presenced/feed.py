@@ -54,7 +54,10 @@ def parseDateTime(text: str | None) -> float | None:
         if int(offsetHours) > 23 or int(offsetMinutes) > 59:
             return None
         offset = timedelta(hours=int(offsetHours), minutes=int(offsetMinutes))
-        moment -= offset if sign == "+" else -offset
+        try:
+            moment -= offset if sign == "+" else -offset
+        except OverflowError:
+            return None
     return (moment - _EPOCH).total_seconds()
 
 
