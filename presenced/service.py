@@ -120,11 +120,14 @@ class PresenceService(MultiService):
         log is opened, or created, by the account that reopens it on
         reloads.
 
-        @raise OSError: the access log cannot be opened.
-        @raise StoreError: the store cannot be used.
+        @raise SystemExit: the access log cannot be opened, or the store
+            cannot be used; the message says which and why.
         """
-        self.site.setAccessLog(self._openAccessLog(self.settings.http.access_log))
-        super().startService()
+        try:
+            self.site.setAccessLog(self._openAccessLog(self.settings.http.access_log))
+            super().startService()
+        except (OSError, StoreError) as e:
+            raise SystemExit(f"presenced: refusing to start: {e}") from None
         if self._reloadOnStart:
             self._reloadOnStart = False
             self.reload()

@@ -16,7 +16,6 @@ from twisted.python import usage
 
 from presenced import tap
 from presenced.service import PresenceService
-from presenced.store import StoreError
 
 from webhelpers import Connection
 
@@ -128,7 +127,7 @@ def test_unopenableAccessLogRefusesToStart(tmp_path):
     options = tap.Options()
     options.parseOptions(["-c", str(path)])
     service = tap.makeService(options, MemoryReactorClock())
-    with pytest.raises(IsADirectoryError, match="access.log"):
+    with pytest.raises(SystemExit, match="presenced: refusing to start: .*Is a directory.*access.log"):
         service.startService()
 
 
@@ -149,7 +148,8 @@ def test_unusableStoreRefusesToStart(tmp_path):
     options.parseOptions(["-c", str(path)])
     reactor = MemoryReactorClock()
     service = tap.makeService(options, reactor)
-    with pytest.raises(StoreError, match=f"cannot use the store {store}: not an SQLite database"):
+    with pytest.raises(SystemExit, match=f"presenced: refusing to start: cannot use the store {store}: "
+                                         "not an SQLite database"):
         service.startService()
     assert reactor.tcpClients == []
 

@@ -481,7 +481,7 @@ async def test_storeKeepsLastSeenAcrossRestart(world, tmp_path):
 def test_unusableStoreRefusesToStart(world, daemon, tmp_path):
     """
     twistd exits at once when the store is not an SQLite database, with
-    an error naming the file.
+    an error naming the file, and no traceback.
     """
     store = tmp_path / "presence.sqlite"
     store.write_text("Not a database. " * 20)
@@ -489,7 +489,8 @@ def test_unusableStoreRefusesToStart(world, daemon, tmp_path):
     daemon.launch()
     daemon.process.communicate(timeout=60)
     assert daemon.process.returncode == 1
-    assert f"cannot use the store {store}: not an SQLite database" in daemon.log()
+    assert f"presenced: refusing to start: cannot use the store {store}: not an SQLite database" in daemon.log()
+    assert "Traceback" not in daemon.log()
     assert "Connected to the XMPP server" not in daemon.log()
 
 
