@@ -12,19 +12,20 @@ forbidden object for that user, and nothing more about them.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable, Iterable, Union
+from typing import Callable, Union
 
 from twisted.application import service
 from twisted.internet import defer, task
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
-from twisted.web import http, resource, server
+from twisted.web import resource, server
 
 from presenced.answers import Body, answerHeaders
 from presenced.config import PresenceSettings, Settings
 from presenced.presence import PresenceTracker, Shown, State
 from presenced.ratelimit import RateLimitedLog
-from presenced.web import BadRequest, BatchQuery, ClientAddressFormatter, StatusResource, parseBatch
+from presenced.web import (BadRequest, BatchQuery, ClientAddressFormatter, StatusResource, answerLater,
+                           finishAnswer, parseBatch)
 
 #: What a user shows, as the bytes of its JSON object.
 Render = Callable[[str, Shown], bytes]
@@ -255,11 +256,11 @@ class PresenceEvents(service.Service):
         """
         return len(self._streams)
 
-    def closeAll(self, streams: Iterable[EventStream] | None = None) -> None:
+    def closeAll(self) -> None:
         """
-        End C{streams}, or every open stream, cleanly.
+        End every open stream cleanly.
         """
-        for stream in list(self._streams if streams is None else streams):
+        for stream in list(self._streams):
             self._closed(stream)
             stream.request.finish()
 
@@ -306,15 +307,10 @@ class EventsResource(StatusResource):
         if not self.events.room(client):
             request.setHeader(b"Retry-After", b"%d" % RETRY_AFTER)
             return self._refuse(request, 503, "too many event streams are open; try again later")
-        decisions = [self.decide(user, query) for user in query.users]
-        if all(isinstance(decision, bool) for decision in decisions):
+        decisions = self.decideAll(query)
+        if isinstance(decisions, list):
             return self._open(request, query, decisions, client)
-        gone: list = []
-        request.notifyFinish().addErrback(gone.append)
-        waiting = defer.gatherResults([defer.succeed(decision) if isinstance(decision, bool) else decision
-                                       for decision in decisions])
-        waiting.addCallback(lambda found: gone or self._open(request, query, found, client))
-        return server.NOT_DONE_YET
+        return answerLater(request, decisions, lambda allowed: self._open(request, query, allowed, client))
 
     def _open(self, request: server.Request, query: BatchQuery, decisions: list[bool], client: str) -> int:
         self.delivery.allowOrigin(request)
@@ -337,11 +333,6 @@ class WidgetResource(resource.Resource):
         self.body = Body(SCRIPT, (Path(__file__).parent / "widget.js").read_bytes())
 
     def render_GET(self, request: server.Request) -> int:
-        data = self.status.delivery.send(request, self.body, None)
-        if request.code not in http.NO_BODY_CODES:
-            request.setHeader(b"Content-Length", b"%d" % len(data))
-        request.write(data)
-        request.finish()
-        return server.NOT_DONE_YET
+        return finishAnswer(request, self.status.delivery.send(request, self.body, None))
 
     render_HEAD = render_GET

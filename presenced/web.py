@@ -340,7 +340,7 @@ class StatusResource(resource.Resource):
         decision = self.decide(query.user, query)
         if isinstance(decision, bool):
             return self._answer(request, query, self.shown(query.user, decision))
-        return _answerLater(request, decision,
+        return answerLater(request, decision,
                             lambda allowed: self._answer(request, query, self.shown(query.user, allowed)))
 
     def decide(self, user: str, query: StatusQuery | BatchQuery) -> bool | defer.Deferred[bool]:
@@ -355,6 +355,18 @@ class StatusResource(resource.Resource):
         if requester is UNPROVEN or (query.namesRequester and query.requester is None):
             return False
         return self.policy.mayView(user, requester)
+
+    def decideAll(self, query: BatchQuery) -> list[bool] | defer.Deferred[list[bool]]:
+        """
+        L{decide} for each user of C{query}, in order: at once when all
+        are known, else a Deferred of them all, the rosters they need read
+        at the same time.
+        """
+        decisions = [self.decide(user, query) for user in query.users]
+        if all(isinstance(decision, bool) for decision in decisions):
+            return decisions
+        return defer.gatherResults([defer.succeed(decision) if isinstance(decision, bool) else decision
+                                    for decision in decisions])
 
     def shown(self, user: str, allowed: bool) -> Shown:
         """
@@ -387,7 +399,7 @@ class StatusResource(resource.Resource):
         """
         A preflight, or any C{OPTIONS} request: see L{Delivery.preflight}.
         """
-        return _finish(request, self.delivery.preflight(request))
+        return finishAnswer(request, self.delivery.preflight(request))
 
     def render(self, request: server.Request) -> bytes | int:
         """
@@ -420,7 +432,7 @@ class StatusResource(resource.Resource):
             request.setHeader(b"Cache-Control", NO_CACHE)
             request.setHeader(b"Location", redirect.encode("ascii"))
             self.delivery.allowOrigin(request)
-            return _finish(request, b"")
+            return finishAnswer(request, b"")
         kind = query.kind
         if kind == "text":
             body = self.renderer.text(shown)
@@ -437,12 +449,12 @@ class StatusResource(resource.Resource):
         else:
             picture = self._avatar(query.user, shown)
             if isinstance(picture, Deferred):
-                return _answerLater(request, picture, lambda found: self._deliver(request, found, None))
+                return answerLater(request, picture, lambda found: self._deliver(request, found, None))
             return self._deliver(request, picture, None)
         return self._deliver(request, body, self.delivery.lastModified(shown))
 
     def _deliver(self, request: server.Request, body: Body, lastModified: float | None) -> int:
-        return _finish(request, self.delivery.send(request, body, lastModified))
+        return finishAnswer(request, self.delivery.send(request, body, lastModified))
 
     def _avatar(self, user: str, shown: Shown) -> Body | Deferred[Body]:
         """
@@ -470,19 +482,17 @@ class StatusesResource(StatusResource):
             query = parseBatch(request.args, self.scope.domains, self.requesters)
         except BadRequest as e:
             return self._refuse(request, 400, str(e))
-        decisions = [self.decide(user, query) for user in query.users]
-        if all(isinstance(decision, bool) for decision in decisions):
+        decisions = self.decideAll(query)
+        if isinstance(decisions, list):
             return self._answerBatch(request, query, decisions)
-        waiting = defer.gatherResults([defer.succeed(decision) if isinstance(decision, bool) else decision
-                                       for decision in decisions])
-        return _answerLater(request, waiting, lambda allowed: self._answerBatch(request, query, allowed))
+        return answerLater(request, decisions, lambda allowed: self._answerBatch(request, query, allowed))
 
     def _answerBatch(self, request: server.Request, query: BatchQuery, allowed: list[bool]) -> int:
         return self._deliver(request, self.renderer.statuses(
             [(user, self.shown(user, mayView)) for user, mayView in zip(query.users, allowed)]), None)
 
 
-def _answerLater(request: server.Request, pending: defer.Deferred, answer: Callable[[object], object]) -> int:
+def answerLater(request: server.Request, pending: defer.Deferred, answer: Callable[[object], object]) -> int:
     """
     Have C{answer} answer C{request} with what C{pending} comes to, once
     it does, unless the client is gone by then.
@@ -493,7 +503,7 @@ def _answerLater(request: server.Request, pending: defer.Deferred, answer: Calla
     return server.NOT_DONE_YET
 
 
-def _finish(request: server.Request, data: bytes) -> int:
+def finishAnswer(request: server.Request, data: bytes) -> int:
     """
     Send C{data} as the whole answer, with its length but for a C{204} or
     C{304} (which have no body), and finish C{request}.
