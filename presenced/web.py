@@ -912,7 +912,8 @@ class PresenceSite(server.Site):
     @ivar metrics: the metrics resource, if any.
     @ivar endpoints: the resources under C{/plugins/presence/}, by name.
     @ivar requestObserver: called with every finished request, as it is
-        logged; C{None}: nothing is.
+        logged, while anyone may read the metrics (C{[http] metrics_from}
+        not empty); C{None}: nothing is.
     """
 
     noisy = False
@@ -932,6 +933,7 @@ class PresenceSite(server.Site):
         self.endpoints: Mapping[bytes, resource.IResource] = {}
         self.requestObserver: Callable[[server.Request], None] | None = None
         self.accessLog: AccessLog | None = None
+        self._counting = True
 
     def reconfig(self, settings: Settings, images: dict[State, Body]) -> None:
         """
@@ -946,10 +948,11 @@ class PresenceSite(server.Site):
         self.health.reconfig(settings)
         if self.metrics is not None:
             self.metrics.reconfig(settings)
+        self._counting = bool(settings.http.metrics_from)
 
     def log(self, request: server.Request) -> None:
         super().log(request)
-        if self.requestObserver is not None:
+        if self._counting and self.requestObserver is not None:
             self.requestObserver(request)
 
     def setAccessLog(self, accessLog: AccessLog | None) -> None:

@@ -289,6 +289,20 @@ def test_reloadAppliesMetricsFrom(daemon):
     assert scrape(daemon, "192.0.2.7").code == 404
 
 
+def test_requestsNotCountedWhileNobodyMayRead(daemon):
+    """
+    With metrics_from empty no request is counted; once readers are
+    allowed again, requests count from then on.
+    """
+    site = daemon.service.site
+    assert daemon.reload(http__metrics_from="") == [True]
+    request(site, "GET", f"{STATUS}?jid=alice@example.test")
+    assert requests(daemon, endpoint="status", type="image", code="200") in (None, 0)
+    assert daemon.reload(http__metrics_from="127.0.0.0/8") == [True]
+    request(site, "GET", f"{STATUS}?jid=alice@example.test")
+    assert requests(daemon, endpoint="status", type="image", code="200") == 1
+
+
 def test_registriesKeepApart(tmp_path):
     """
     Two services in one process count apart.
