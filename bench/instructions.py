@@ -16,6 +16,8 @@ Workloads, each in a fresh process with presenced's real service:
                                       on (written to /dev/null through
                                       the usual file buffer), with a
                                       browser's User-Agent and a Referer
+    http:image-unobserved             the image GET with the metrics off
+                                      (no request counted), access log off
     http:bare                         the same against a bare twisted.web
                                       leaf returning the PNG
     ingest                            the recorded Prosody stream (see
@@ -41,7 +43,8 @@ ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(HERE))
 
-WORKLOADS = ("http:bare", "http:image", "http:text", "http:xml", "http:image-logged", "ingest")
+WORKLOADS = ("http:bare", "http:image", "http:text", "http:xml", "http:image-logged", "http:image-unobserved",
+             "ingest")
 SIZES = {"http": (500, 2500), "ingest": (1000, 3000)}
 
 
@@ -67,6 +70,8 @@ def runHTTP(kind: str, requests: int) -> None:
         site = service.site
         target = b"/plugins/presence/status?jid=user1@example.test&type=" + kind.partition("-")[0].encode()
     headers = b"Host: 127.0.0.1\r\n"
+    if kind.endswith("-unobserved"):
+        site.requestObserver = None
     if kind.endswith("-logged"):
         from twisted.internet import reactor
 

@@ -97,14 +97,23 @@ def _milliseconds(text: str) -> float:
     return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}[unit]
 
 
-def wrk(url: str, pid: int, options: argparse.Namespace, duration: int | None = None) -> dict:
+def _percentile(output: str, percent: str) -> float | None:
+    found = re.search(rf"^\s+{percent}\s+(\S+)$", output, re.MULTILINE)
+    return _milliseconds(found.group(1)) if found else None
+
+
+def wrk(url: str, pid: int, options: argparse.Namespace, duration: int | None = None,
+        headers: tuple[str, ...] = ()) -> dict:
     """
     Load C{url} with wrk for C{duration} seconds (C{--duration} by
-    default); measure the server process's CPU meanwhile.
+    default), sending C{headers} with each request; measure the server
+    process's CPU meanwhile.  A latency percentile wrk did not report
+    is C{None}.
     """
     before = cpuSeconds(pid)
     output = subprocess.run(
-        ["wrk", "-t1", f"-c{options.connections}", f"-d{duration or options.duration}s", "--latency", url],
+        ["wrk", "-t1", f"-c{options.connections}", f"-d{duration or options.duration}s", "--latency",
+         *(argument for header in headers for argument in ("-H", header)), url],
         capture_output=True, text=True, check=True,
     ).stdout
     cpu = cpuSeconds(pid) - before
@@ -112,19 +121,26 @@ def wrk(url: str, pid: int, options: argparse.Namespace, duration: int | None = 
         print(url, output, sep="\n", file=sys.stderr)
     requests = int(re.search(r"(\d+) requests in", output).group(1))
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
-    if errors or "Socket errors" in output:
+    if errors or "Socket errors" in output or not requests:
         raise RuntimeError(f"wrk saw errors for {url}:\n{output}")
     return {
         "requests": requests,
         "requests_per_second": float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1)),
-        "p50_ms": _milliseconds(re.search(r"^\s+50%\s+(\S+)$", output, re.MULTILINE).group(1)),
-        "p99_ms": _milliseconds(re.search(r"^\s+99%\s+(\S+)$", output, re.MULTILINE).group(1)),
+        "p50_ms": _percentile(output, "50%"),
+        "p99_ms": _percentile(output, "99%"),
         "cpu_seconds_per_10k": cpu / requests * 10_000,
     }
 
 
 def median(runs: list[dict]) -> dict:
-    return {key: statistics.median(run[key] for run in runs) for key in runs[0]}
+    """
+    The median of each figure over C{runs}, of those that have it.
+    """
+    result = {}
+    for key in runs[0]:
+        values = [run[key] for run in runs if run[key] is not None]
+        result[key] = statistics.median(values) if values else None
+    return result
 
 
 def loadAverage() -> str:
@@ -170,7 +186,7 @@ class Presenced:
     def pid(self) -> int:
         return self.process.pid
 
-    def writeSettings(self, public: bool, accessLog: bool = False) -> None:
+    def writeSettings(self, public: bool, accessLog: bool = False, metrics: bool = True) -> None:
         self.settings.write_text(f"""
 [xmpp]
 jid = {self.component}
@@ -181,18 +197,19 @@ domain = {self.prosody.domain}
 [http]
 listen = tcp:{self.port}:interface=127.0.0.1
 access_log = {self.accessLog if accessLog else "off"}
+metrics_from = {"127.0.0.0/8" if metrics else ""}
 
 [presence]
 public = {"true" if public else "false"}
 roster_ttl = 86400
 """)
 
-    def reload(self, public: bool, accessLog: bool = False) -> None:
+    def reload(self, public: bool, accessLog: bool = False, metrics: bool = True) -> None:
         """
         Change its settings with SIGHUP.
         """
         done = self.log.read_text().count("Reload done")
-        self.writeSettings(public, accessLog)
+        self.writeSettings(public, accessLog, metrics)
         self.process.send_signal(signal.SIGHUP)
         self._waitForLog("Reload done", done + 1)
 
@@ -252,12 +269,12 @@ class Targets:
         for port in [self.nginxPort, *(port for port, _ in self.bare.values())]:
             waitForPort(port, 30)
 
-    def reload(self, public: bool, accessLog: bool = False) -> None:
+    def reload(self, public: bool, accessLog: bool = False, metrics: bool = True) -> None:
         """
         Change every presenced's settings.
         """
         for presenced in self.presenced.values():
-            presenced.reload(public, accessLog)
+            presenced.reload(public, accessLog, metrics)
 
     def _nginxConfig(self) -> Path:
         root = self.work / "static"
@@ -331,22 +348,32 @@ def check(t: Targets, kind: str, servers: dict[str, tuple[str, int]]) -> None:
             raise RuntimeError(f"{url} answered {body[:200]!r}, not the live user's {kind}")
 
 
-def alternating(options, targets: dict[str, tuple[str, int]]) -> dict[str, dict]:
+def load(target: tuple, options, duration: int | None = None) -> dict:
     """
-    Load each of C{targets} (name to URL and server pid) once a round, the
-    order rotated every round (A B C, B C A, ...); the median of the rounds
-    for each figure.  Each first gets C{--warm-up} seconds of load that
-    are not measured, so that a JIT has compiled this path.
+    wrk on one target: a URL, the pid of the server answering it, and
+    any headers to send.
+    """
+    url, pid, *headers = target
+    return wrk(url, pid, options, duration, tuple(headers))
+
+
+def alternating(options, targets: dict[str, tuple]) -> dict[str, dict]:
+    """
+    Load each of C{targets} (name to URL, server pid and any headers, see
+    L{load}) once a round, the order rotated every round (A B C, B C A,
+    ...); the median of the rounds for each figure.  Each first gets
+    C{--warm-up} seconds of load that are not measured, so that a JIT has
+    compiled this path.
     """
     if options.warm_up:
-        for url, pid in targets.values():
-            wrk(url, pid, options, options.warm_up)
+        for target in targets.values():
+            load(target, options, options.warm_up)
     runs = {name: [] for name in targets}
     order = list(targets.items())
     for round in range(options.rounds):
         shift = round % len(order)
-        for name, (url, pid) in order[shift:] + order[:shift]:
-            runs[name].append(wrk(url, pid, options))
+        for name, target in order[shift:] + order[:shift]:
+            runs[name].append(load(target, options))
     return {name: median(r) for name, r in runs.items()}
 
 
@@ -403,17 +430,68 @@ def ceilings(t: Targets, options) -> dict:
     return result
 
 
-def withAccessLog(t: Targets, options) -> dict:
+#: What presenced keeps of each request, by name: the access log, the metrics.
+OBSERVING = {"neither": (False, False), "metrics": (False, True), "access_log_and_metrics": (True, True)}
+
+
+def observingCost(t: Targets, options) -> dict:
     """
-    Every presenced's public image answer with the access log written to
-    a file, against mod_webpresence's.
+    Every presenced's public image answer with neither the access log
+    (written to a file) nor the metrics, with the metrics only (the
+    default), and with both: each round reloads each setting in turn,
+    the order rotated, and loads every presenced; the ratios are to
+    neither.
     """
-    t.reload(public=True, accessLog=True)
-    result = versus(t, options, endpoints(t, None)["image"])
+    image = {name: presencedURLs(presenced, t.user, None)["image"] for name, presenced in t.presenced.items()}
+    runs = {(setting, name): [] for setting in OBSERVING for name in t.presenced}
+    order = list(OBSERVING.items())
+    for round in range(options.rounds):
+        shift = round % len(order)
+        for setting, (accessLog, metrics) in order[shift:] + order[:shift]:
+            t.reload(public=True, accessLog=accessLog, metrics=metrics)
+            for name, presenced in t.presenced.items():
+                if round == 0 and options.warm_up:
+                    wrk(image[name], presenced.pid, options, options.warm_up)
+                runs[setting, name].append(wrk(image[name], presenced.pid, options))
     t.reload(public=True)
     for presenced in t.presenced.values():
         if not presenced.accessLog.stat().st_size:
             raise RuntimeError(f"presenced on {presenced.interpreter} wrote no access log")
+    result = {name: {setting: median(runs[setting, name]) for setting in OBSERVING} for name in t.presenced}
+    for name, row in result.items():
+        row["ratios"] = ratios(row, "neither", {setting: setting for setting in OBSERVING if setting != "neither"})
+    return result
+
+
+def webAPI(t: Targets, options) -> dict:
+    """
+    On every presenced, public: the newer answers against C{type=text}
+    in the same rotation -- C{type=json}, C{type=svg}, C{statuses} for 20
+    users, the image, and the image revalidated with its C{ETag} (C{304}).
+    """
+    batch = "&".join(f"jid={user}" for user in [t.user, t.fan, *(f"user{n}@{t.prosody.domain}" for n in range(18))])
+    result = {}
+    for name, presenced in t.presenced.items():
+        base = f"http://127.0.0.1:{presenced.port}/plugins/presence"
+        status = f"{base}/status?jid={t.user}"
+        with urllib.request.urlopen(status, timeout=10) as answer:
+            etag = answer.headers["ETag"]
+        checks = {f"{status}&type=json": b'"status": "Benchmarking presence"',
+                  f"{status}&type=svg": b"bench: Away", f"{base}/statuses?{batch}": b'"user17@'}
+        for url, expected in checks.items():
+            with urllib.request.urlopen(url, timeout=10) as answer:
+                body = answer.read()
+            if expected not in body.replace(b'":"', b'": "'):
+                raise RuntimeError(f"{url} answered {body[:300]!r}")
+        pid = presenced.pid
+        row = alternating(options, {
+            "text": (f"{status}&type=text", pid), "json": (f"{status}&type=json", pid),
+            "svg": (f"{status}&type=svg", pid), "statuses_20_users": (f"{base}/statuses?{batch}", pid),
+            "image": (status, pid), "image_304": (status, pid, f"If-None-Match: {etag}"),
+        })
+        row["ratios"] = ratios(row, "text", {kind: kind for kind in ("json", "svg", "statuses_20_users", "image")})
+        row["ratios"]["image_304_over_image"] = ratios(row, "image", {"image_304": "image_304"})["image_304"]
+        result[name] = row
     return result
 
 
@@ -457,13 +535,20 @@ def scale(options, interpreters: list[str]) -> dict:
                              capture_output=True, text=True, check=True)
         return json.loads(out.stdout)
 
-    ingestion = {name: [] for name in interpreters}
+    ingestion = {(name, store): [] for name in interpreters for store in ("off", "store")}
+    order = list(ingestion)
     for round in range(options.rounds):
-        shift = round % len(interpreters)
-        for name in interpreters[shift:] + interpreters[:shift]:
-            ingestion[name].append(measure(name, "ingest", str(options.ingest_users)))
+        shift = round % len(order)
+        for name, store in order[shift:] + order[:shift]:
+            ingestion[name, store].append(measure(name, "ingest", str(options.ingest_users),
+                                                  *(["store"] if store == "store" else [])))
     result = {
-        "ingest": {name: median(runs) for name, runs in ingestion.items()},
+        "ingest": {name: median(ingestion[name, "off"]) for name in interpreters},
+        "ingest_with_store": {name: median(ingestion[name, "store"]) for name in interpreters},
+        "ingest_store_over_off": {
+            name: statistics.median(run["stanzas_per_second"] for run in ingestion[name, "store"])
+            / statistics.median(run["stanzas_per_second"] for run in ingestion[name, "off"])
+            for name in interpreters},
         "ingest_layers": {name: measure(name, "layers", str(options.ingest_users)) for name in interpreters},
         "memory": {name: {str(users): measure(name, "memory", str(users)) for users in options.memory_users}
                    for name in interpreters},
@@ -494,6 +579,26 @@ def scale(options, interpreters: list[str]) -> dict:
     return result
 
 
+def streams(options, interpreters: list[str]) -> dict:
+    """
+    On each interpreter, C{bench/streams.py}: C{--streams} open event
+    streams, their memory, one change fanned out to C{--fanout} of them,
+    and image answers with and without the streams open.
+    """
+    result = {}
+    for name in interpreters:
+        runtime = RUNTIMES[name]
+        out = subprocess.run([runtime.executable("python"), str(HERE / "streams.py"),
+                              "--streams", str(options.streams), "--fanout", str(options.fanout),
+                              "--rounds", str(options.rounds), "--duration", str(options.duration),
+                              "--interpreter", runtime.executable("python")],
+                             env=runtime.environment(), capture_output=True, text=True)
+        if out.returncode:
+            raise RuntimeError(f"bench/streams.py on {name} failed:\n{out.stderr[-3000:]}")
+        result[name] = json.loads(out.stdout)
+    return result
+
+
 def interpreterVersion(interpreter: str) -> str:
     """
     What C{interpreter} runs: implementation, versions, Twisted, and the
@@ -521,47 +626,80 @@ def machine(interpreters: list[str]) -> dict:
     }
 
 
+def _figure(value: float | None, width: int, digits: int) -> str:
+    return f"{'-':>{width}}" if value is None else f"{value:>{width}.{digits}f}"
+
+
 def _row(label: str, name: str, r: dict) -> str:
     return (f"{label:<24}{name:<26}{r['requests_per_second']:>9.0f}"
-            f"{r['p50_ms']:>9.2f}{r['p99_ms']:>9.2f}{r['cpu_seconds_per_10k']:>11.3f}")
+            f"{_figure(r['p50_ms'], 9, 2)}{_figure(r['p99_ms'], 9, 2)}{r['cpu_seconds_per_10k']:>11.3f}")
+
+
+def _rows(lines: list[str], label: str, row: dict) -> None:
+    for name, r in row.items():
+        if name != "ratios":
+            lines.append(_row(label, name, r))
+    for name, ratio in row["ratios"].items():
+        lines.append(f"{'':<24}{'ratio ' + name:<26}{ratio['requests']:>9.2f}{'':>18}{ratio['cpu']:>11.2f}")
 
 
 def table(results: dict) -> str:
-    interpreters = list(results["warm_up"])
+    """
+    The figures of C{results} as text, those of each section that ran.
+    """
+    interpreters = list(results["machine"]["interpreters"])
     lines = [f"{'endpoint':<24}{'server':<26}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'CPU s/10k':>11}"]
-    rows = [(f"{mode} {kind}", row) for mode in ("public", "subscribers_only") for kind, row in results[mode].items()]
-    rows.append(("image, access log file", results["access_log_file"]))
-    for label, row in rows:
-        for name, r in row.items():
-            if name != "ratios":
-                lines.append(_row(label, name, r))
-        for name, ratio in row["ratios"].items():
-            lines.append(f"{'':<24}{'ratio ' + name:<26}{ratio['requests']:>9.2f}{'':>18}{ratio['cpu']:>11.2f}")
-    for name, r in results["ceilings"].items():
-        if not name.startswith("presenced_over"):
-            lines.append(_row("ceiling", name, r))
-    for name in interpreters:
-        lines.append(f"presenced image on {name}: {results['ceilings']['presenced_over_bare_twisted_web'][name]['requests']:.2f}"
-                     f" of bare twisted.web, {results['ceilings']['presenced_over_nginx'][name]['requests']:.2f} of nginx")
-    for name, w in results["warm_up"].items():
+    for mode in ("public", "subscribers_only"):
+        for kind, row in results.get(mode, {}).items():
+            _rows(lines, f"{mode} {kind}", row)
+    for name, row in results.get("web_api", {}).items():
+        _rows(lines, f"web API on {name}", row)
+    for name, row in results.get("observing", {}).items():
+        _rows(lines, f"log/metrics on {name}", row)
+    if "ceilings" in results:
+        c = results["ceilings"]
+        for name, r in c.items():
+            if not name.startswith("presenced_over"):
+                lines.append(_row("ceiling", name, r))
+        for name in interpreters:
+            lines.append(f"presenced image on {name}: {c['presenced_over_bare_twisted_web'][name]['requests']:.2f}"
+                         f" of bare twisted.web, {c['presenced_over_nginx'][name]['requests']:.2f} of nginx")
+    for name, w in results.get("warm_up", {}).items():
         lines.append(f"warm-up on {name}: steady {w['steady_requests_per_second']:.0f} req/s, first second at "
                      f"{w['first_second_over_steady']:.2f} of it, 90% after {w['seconds_to_90_percent']} s "
                      f"({w['requests_to_90_percent']:,} requests); started in {results['start_seconds'][name]:.1f} s")
-    s = results["scale"]
-    for name in interpreters:
-        lines.append(f"ingestion on {name}: {s['ingest'][name]['stanzas_per_second']:.0f} presence stanzas/s")
-        for layer, timing in s["ingest_layers"][name].items():
-            if layer != "stanzas":
-                lines.append(f"    {layer:<48}{timing['first_us_per_stanza']:>7.1f} µs/stanza first pass,"
-                             f"{timing['best_us_per_stanza']:>7.1f} best")
-        for users, m in s["memory"][name].items():
-            lines.append(f"memory on {name} at {int(users):>9,} users: {m['bytes_per_user']:.0f} B per user (RSS delta)")
-    for key, r in s["http_by_users"].items():
-        lines.append(f"image req/s, {key.replace('_', ' with ')} users tracked: {r['requests_per_second']:.0f}")
-    for name, ratio in s["http_large_over_small"].items():
-        lines.append(f"large / small on {name}: {ratio:.2f}")
-    lines.append(f"load average: {results['load_average']['before']} before, {results['load_average']['after']} after")
+    s = results.get("scale")
+    if s:
+        for name in interpreters:
+            lines.append(f"ingestion on {name}: {s['ingest'][name]['stanzas_per_second']:.0f} presence stanzas/s, "
+                         f"{s['ingest_with_store'][name]['stanzas_per_second']:.0f} with the store "
+                         f"({s['ingest_store_over_off'][name]:.2f} of it; the store's thread then wrote "
+                         f"{s['ingest_with_store'][name]['stored_users']:,} users in "
+                         f"{s['ingest_with_store'][name]['store_write_seconds']:.3f} s)")
+            for layer, timing in s["ingest_layers"][name].items():
+                if layer != "stanzas":
+                    lines.append(f"    {layer:<48}{timing['first_us_per_stanza']:>7.1f} µs/stanza first pass,"
+                                 f"{timing['best_us_per_stanza']:>7.1f} best")
+            for users, m in s["memory"][name].items():
+                lines.append(f"memory on {name} at {int(users):>9,} users: {m['bytes_per_user']:.0f} B per user "
+                             "(RSS delta)")
+        for key, r in s["http_by_users"].items():
+            lines.append(f"image req/s, {key.replace('_', ' with ')} users tracked: {r['requests_per_second']:.0f}")
+        for name, ratio in s["http_large_over_small"].items():
+            lines.append(f"large / small on {name}: {ratio:.2f}")
+    for name, r in results.get("streams", {}).items():
+        lines.append(f"streams on {name}: {r['streams']:,} open in {r['seconds_to_open']} s, "
+                     f"{r['rss_bytes_per_stream']:,} B RSS each; one change to {r['fanout']:,} streams: "
+                     f"p50 {r['fanout_latency_ms']['p50']} ms, p99 {r['fanout_latency_ms']['p99']} ms, "
+                     f"max {r['fanout_latency_ms']['max']} ms; image req/s {r['image_rps_with_streams']:.0f} with "
+                     f"them open, {r['image_rps_without_streams']:.0f} without ({r['image_ratio']:.2f})")
+    load = results["load_average"]
+    lines.append(f"load average: {load['before']} before, {load.get('after', '?')} after")
     return "\n".join(lines)
+
+
+#: The sections of the benchmark, in the order they run.
+SECTIONS = ("warm_up", "public", "ceilings", "web_api", "observing", "subscribers_only", "scale", "streams")
 
 
 def main() -> None:
@@ -572,6 +710,8 @@ def main() -> None:
                              f"{' '.join(available)})")
     parser.add_argument("--pypy-gc-nursery", nargs="+", default=[], metavar="SIZE",
                         help="also run presenced on PyPy with each of these PYPY_GC_NURSERY sizes, e.g. 16MB")
+    parser.add_argument("--sections", nargs="+", choices=SECTIONS, default=list(SECTIONS),
+                        help="run only these parts of the benchmark (default: all)")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--duration", type=int, default=5, help="seconds per wrk run")
     parser.add_argument("--connections", type=int, default=32)
@@ -583,6 +723,8 @@ def main() -> None:
     parser.add_argument("--memory-users", type=int, nargs="+", default=[1_000, 10_000, 100_000, 1_000_000])
     parser.add_argument("--http-users-small", type=int, default=1_000)
     parser.add_argument("--http-users-large", type=int, default=1_000_000)
+    parser.add_argument("--streams", type=int, default=10_000, help="event streams open at once")
+    parser.add_argument("--fanout", type=int, default=1_000, help="streams following the user who changes")
     parser.add_argument("--verbose", action="store_true", help="show every wrk report")
     parser.add_argument("--output", type=Path, default=HERE / "results" / "latest.json")
     options = parser.parse_args()
@@ -601,34 +743,50 @@ def main() -> None:
     if options.warm_up_study < 3:
         parser.error("--warm-up-study needs at least 3 runs")
     interpreters = list(dict.fromkeys(options.interpreters))
+    sections = set(options.sections)
 
-    work = Path(tempfile.mkdtemp(prefix="presenced-bench-"))
-    work.chmod(0o755)  # nginx's worker runs as an unprivileged account
-    targets = Targets(work, interpreters)
     started = time.time()
     results = {"machine": machine(interpreters), "command": " ".join(["scripts/bench", *sys.argv[1:]]),
                "settings": {"wrk": f"-t1 -c{options.connections} -d{options.duration}s --latency, keep-alive",
                             "rounds": options.rounds, "warm_up_seconds": options.warm_up,
                             "presenced_access_log": "off (the default)", "mod_webpresence_log_level": "warn"},
                "load_average": {"before": loadAverage()}}
-    try:
-        targets.start()
-        results["start_seconds"] = targets.startSeconds
-        results["warm_up"] = warmUp(targets, options)
-        results["public"] = compare(targets, options, requester=None)
-        results["ceilings"] = ceilings(targets, options)
-        results["access_log_file"] = withAccessLog(targets, options)
-        targets.reload(public=False)
-        results["subscribers_only"] = compare(targets, options, requester=targets.fan)
-        results["load_average"]["after_http"] = loadAverage()
-    finally:
-        targets.stop()
-        shutil.rmtree(work, ignore_errors=True)
-    results["scale"] = scale(options, interpreters)
-    results["load_average"]["after"] = loadAverage()
-    results["seconds"] = time.time() - started
     options.output.parent.mkdir(parents=True, exist_ok=True)
-    options.output.write_text(json.dumps(results, indent=2))
+
+    def record(section: str, figures) -> None:
+        results[section] = figures
+        results["seconds"] = time.time() - started
+        options.output.write_text(json.dumps(results, indent=2))
+
+    http = [section for section in SECTIONS[:6] if section in sections]
+    if http:
+        work = Path(tempfile.mkdtemp(prefix="presenced-bench-"))
+        work.chmod(0o755)  # nginx's worker runs as an unprivileged account
+        targets = Targets(work, interpreters)
+        measures = {
+            "warm_up": lambda: warmUp(targets, options),
+            "public": lambda: compare(targets, options, requester=None),
+            "ceilings": lambda: ceilings(targets, options),
+            "web_api": lambda: webAPI(targets, options),
+            "observing": lambda: observingCost(targets, options),
+            "subscribers_only": lambda: (targets.reload(public=False),
+                                         compare(targets, options, requester=targets.fan))[1],
+        }
+        try:
+            targets.start()
+            record("start_seconds", targets.startSeconds)
+            for section in http:
+                record(section, measures[section]())
+            results["load_average"]["after_http"] = loadAverage()
+        finally:
+            targets.stop()
+            shutil.rmtree(work, ignore_errors=True)
+    if "scale" in sections:
+        record("scale", scale(options, interpreters))
+    if "streams" in sections:
+        record("streams", streams(options, [name for name in interpreters if name in ("cpython", "pypy")]))
+    results["load_average"]["after"] = loadAverage()
+    record("seconds", time.time() - started)
     print(table(results))
     print(f"\nwritten to {options.output}")
 

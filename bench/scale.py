@@ -1,8 +1,9 @@
 """
 Scale measurements of presenced's presence path, each in a fresh process:
 
-    python bench/scale.py ingest N         presence stanzas/s through the
+    python bench/scale.py ingest N [store] presence stanzas/s through the
                                            real XMPP handlers and model
+                                           (and the last-seen store)
     python bench/scale.py layers N         the same stream through each
                                            layer of ingestion in turn
     python bench/scale.py memory N         RSS per tracked online user
@@ -23,7 +24,9 @@ import os
 import pyexpat
 import re
 import resource
+import shutil
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -39,7 +42,7 @@ COMPONENT = "presence.example.test"
 SHOWS = ["", "<show>away</show>", "<show>chat</show>", "<show>dnd</show>", "<show>xa</show>"]
 
 
-def settings(port: int = 0):
+def settings(port: int = 0, store: str | None = None):
     return fromString(f"""
 [xmpp]
 jid = {COMPONENT}
@@ -49,6 +52,7 @@ domain = {DOMAIN}
 listen = tcp:{port}:interface=127.0.0.1
 [presence]
 public = true
+{f"store = {store}" if store else ""}
 """)
 
 
@@ -115,10 +119,10 @@ STREAM_HEAD = (f"<stream:stream xmlns='jabber:component:accept' xmlns:stream='ht
                f"from='{COMPONENT}' id='bench'>").encode()
 
 
-def connectedService(port: int = 0):
+def connectedService(port: int = 0, store: str | None = None):
     from twisted.internet import reactor
 
-    service = buildService(settings(port), reactor)
+    service = buildService(settings(port, store), reactor)
     xs = service.connection.factory.buildProtocol(None)
     xs.makeConnection(StringTransport())
     xs.dataReceived(STREAM_HEAD + b"<handshake/>")
@@ -130,15 +134,34 @@ def rss() -> int:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
-def ingest(users: int) -> dict:
+def ingest(users: int, store: bool = False) -> dict:
+    """
+    The recorded stream for C{users} users through the component's
+    stream, handlers and model, with the last-seen store on or off.
+    With it on, the time its writer thread then takes to write what the
+    stream changed is measured apart (the reactor never waits for it).
+    """
+    from twisted.internet import reactor
+
     chunks, stanzas, online = recordedStream(users)
-    service, xs = connectedService()
+    work = tempfile.mkdtemp(prefix="presenced-scale-")
+    service, xs = connectedService(store=os.path.join(work, "last-seen.sqlite") if store else None)
+    service.store.startService()
     started = time.perf_counter()
     for chunk in chunks:
         xs.dataReceived(chunk)
     seconds = time.perf_counter() - started
     assert service.tracker.onlineCount() == online, (service.tracker.onlineCount(), online)
-    return {"stanzas": stanzas, "online_users": online, "seconds": seconds, "stanzas_per_second": stanzas / seconds}
+    result = {"stanzas": stanzas, "online_users": online, "seconds": seconds, "stanzas_per_second": stanzas / seconds}
+    if store:
+        result["stored_users"] = len(service.tracker.offlineUsers())
+        written = time.perf_counter()
+        stopping = service.store.stopService()
+        stopping.addBoth(lambda _: reactor.stop())
+        reactor.run()
+        result["store_write_seconds"] = time.perf_counter() - written
+    shutil.rmtree(work)
+    return result
 
 
 def _nothing(*event) -> None:
@@ -227,5 +250,7 @@ if __name__ == "__main__":
     command, count = sys.argv[1], int(sys.argv[2])
     if command == "serve":
         serve(count, int(sys.argv[3]))
+    elif command == "ingest":
+        print(json.dumps(ingest(count, store=sys.argv[3:] == ["store"])))
     else:
         print(json.dumps({"ingest": ingest, "layers": layers, "memory": memory}[command](count)))

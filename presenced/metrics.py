@@ -14,11 +14,13 @@ bounded.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Mapping
+from bisect import bisect_left
+from typing import TYPE_CHECKING, Iterable, Mapping
 
-from prometheus_client import (CollectorRegistry, Counter, Gauge, GCCollector, Histogram, PlatformCollector,
-                               ProcessCollector)
+from prometheus_client import CollectorRegistry, Gauge, GCCollector, PlatformCollector, ProcessCollector
 from prometheus_client.exposition import generate_latest
+from prometheus_client.metrics_core import CounterMetricFamily, HistogramMetricFamily
+from prometheus_client.utils import floatToGoString
 from twisted.internet.interfaces import IReactorTime
 from twisted.web import resource, server
 
@@ -45,71 +47,152 @@ _HTTP_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5
 _ROSTER_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
+class PlainCounter:
+    """
+    A counter, with labels, kept in plain numbers and read when the
+    registry is collected.
+
+    presenced counts in the reactor's thread only, so it needs none of
+    the locks of C{prometheus_client}'s own counters, which cost a
+    request more than all the rest of counting it.
+
+    @ivar counts: the count of each series, by label values (C{str()}
+        of each is the label's value).
+    """
+
+    def __init__(self, name: str, documentation: str, labelnames: tuple[str, ...], registry: CollectorRegistry,
+                 series: Iterable[tuple] = ()) -> None:
+        self.name = name
+        self.documentation = documentation
+        self.labelnames = labelnames
+        self.counts: dict[tuple, float] = {key: 0 for key in series}
+        registry.register(self)
+
+    def inc(self, key: tuple = ()) -> None:
+        """
+        Add one to the series of C{key}, its label values.
+        """
+        self.counts[key] = self.counts.get(key, 0) + 1
+
+    def describe(self) -> list[CounterMetricFamily]:
+        return [CounterMetricFamily(self.name, self.documentation, labels=self.labelnames)]
+
+    def collect(self) -> list[CounterMetricFamily]:
+        family = CounterMetricFamily(self.name, self.documentation, labels=self.labelnames)
+        for key, count in list(self.counts.items()):
+            family.add_metric([str(value) for value in key], count)
+        return [family]
+
+
+class PlainHistogram:
+    """
+    A histogram, with labels, kept in plain numbers as L{PlainCounter} is.
+
+    @ivar bounds: the upper bounds of its buckets, ascending, C{+Inf} left out.
+    """
+
+    def __init__(self, name: str, documentation: str, labelnames: tuple[str, ...], bounds: tuple[float, ...],
+                 registry: CollectorRegistry, series: Iterable[tuple] = ()) -> None:
+        self.name = name
+        self.documentation = documentation
+        self.labelnames = labelnames
+        self.bounds = bounds
+        self._series: dict[tuple, list[float]] = {}
+        for key in series:
+            self._counts(key)
+        registry.register(self)
+
+    def _counts(self, key: tuple) -> list[float]:
+        # One count per bucket, +Inf's last, then the sum.
+        counts = self._series[key] = [0] * (len(self.bounds) + 1) + [0.0]
+        return counts
+
+    def observe(self, amount: float, key: tuple = ()) -> None:
+        """
+        Count C{amount} in the series of C{key}, its label values.
+        """
+        counts = self._series.get(key)
+        if counts is None:
+            counts = self._counts(key)
+        counts[bisect_left(self.bounds, amount)] += 1
+        counts[-1] += amount
+
+    def describe(self) -> list[HistogramMetricFamily]:
+        return [HistogramMetricFamily(self.name, self.documentation, labels=self.labelnames)]
+
+    def collect(self) -> list[HistogramMetricFamily]:
+        family = HistogramMetricFamily(self.name, self.documentation, labels=self.labelnames)
+        for key, counts in list(self._series.items()):
+            buckets, cumulative = [], 0
+            for bound, count in zip((*self.bounds, float("inf")), counts):
+                cumulative += count
+                buckets.append((floatToGoString(bound), cumulative))
+            family.add_metric([str(value) for value in key], buckets, sum_value=counts[-1])
+        return [family]
+
+
 class Metrics:
     """
     Every metric of presenced, on one registry, and what the parts it
     watches tell it.
 
     The methods the parts call (L{requestFinished}, L{presenceReceived},
-    L{rosterLookup}, L{rosterFetched}, L{reloaded}, L{limited}) count
-    through label children made once and kept, so that a call costs a
-    dictionary lookup and an increment.
+    L{rosterLookup}, L{rosterFetched}, L{reloaded}, L{limited}) cost a
+    dictionary lookup and an addition or two (L{PlainCounter}); they are
+    called in the reactor's thread only, as the registry is read.
 
     @ivar registry: the registry holding them, presenced's own.
     @ivar clock: what request durations are measured with; the site's.
+    @ivar endpoints: the resources under C{/plugins/presence/}, by name:
+        the site's.
     """
 
     def __init__(self, clock: IReactorTime) -> None:
         self.clock = clock
         registry = self.registry = CollectorRegistry()
-        self.httpRequests = Counter(
+        self.httpRequests = PlainCounter(
             "presenced_http_requests", "HTTP requests answered, by endpoint (status, health, metrics, ...; "
             "other: any other path), answer type (for endpoints that take one; invalid: one they do not "
-            "answer) and status code.", ("endpoint", "type", "code"), registry=registry)
-        self.httpDuration = Histogram(
+            "answer) and status code.", ("endpoint", "type", "code"), registry)
+        self.httpDuration = PlainHistogram(
             "presenced_http_request_duration_seconds", "Seconds from a request's arrival to its answer, "
-            "by endpoint.", ("endpoint",), buckets=_HTTP_BUCKETS, registry=registry)
+            "by endpoint.", ("endpoint",), _HTTP_BUCKETS, registry)
         self.xmppConnected = Gauge(
             "presenced_xmpp_connected", "1 while the link to the XMPP server is up and authenticated, "
             "else 0.", registry=registry)
-        self.xmppReconnects = Counter(
+        self.xmppReconnects = PlainCounter(
             "presenced_xmpp_reconnects", "Times the link to the XMPP server was set up again after it "
-            "had been up.", registry=registry)
-        self.presenceStanzas = Counter(
-            "presenced_presence_stanzas", "Presence stanzas received from the XMPP server.",
-            registry=registry)
+            "had been up.", (), registry, series=[()])
+        self.presenceStanzas = PlainCounter(
+            "presenced_presence_stanzas", "Presence stanzas received from the XMPP server.", (), registry,
+            series=[()])
         self.usersOnline = Gauge(
             "presenced_users_online", "Users with at least one resource online.", registry=registry)
         self.resourcesOnline = Gauge(
             "presenced_resources_online", "Resources online, of all users.", registry=registry)
-        self.rosterLookups = Counter(
+        self.rosterLookups = PlainCounter(
             "presenced_roster_cache_lookups", "Roster cache lookups for subscribers-only answers, by "
             "result: hit (answered from the cache) or miss (the roster is read, or a read under way "
-            "is awaited).", ("result",), registry=registry)
-        self.rosterFetches = Histogram(
+            "is awaited).", ("result",), registry, series=[("hit",), ("miss",)])
+        self.rosterFetches = PlainHistogram(
             "presenced_roster_fetch_seconds", "Seconds each roster read from the XMPP server took, by "
-            "result: ok, or failed (an error, no answer in time, no link).", ("result",),
-            buckets=_ROSTER_BUCKETS, registry=registry)
-        self.reloads = Counter(
+            "result: ok, or failed (an error, no answer in time, no link).", ("result",), _ROSTER_BUCKETS,
+            registry, series=[("ok",), ("failed",)])
+        self.reloads = PlainCounter(
             "presenced_reloads", "Reloads of the settings, by result: ok (applied, or nothing changed), "
             "failed (the file has errors, or applying it failed) or refused (valid, but it cannot "
-            "be applied while presenced runs).", ("result",), registry=registry)
-        self.limits = Counter(
+            "be applied while presenced runs).", ("result",), registry,
+            series=[(result,) for result in RELOAD_RESULTS])
+        self.limits = PlainCounter(
             "presenced_limited", "Things refused, cut or dropped by one of presenced's limits, by limit.",
-            ("limit",), registry=registry)
+            ("limit",), registry)
         ProcessCollector(registry=registry)
         PlatformCollector(registry=registry)
         GCCollector(registry=registry)
 
-        self._lookups = (self.rosterLookups.labels("miss"), self.rosterLookups.labels("hit"))
-        self._fetches = (self.rosterFetches.labels("failed"), self.rosterFetches.labels("ok"))
-        self._reloads = {result: self.reloads.labels(result) for result in RELOAD_RESULTS}
-        self._limits: dict[str, Counter] = {}
-        self._requests: dict[tuple[str, str, int], Counter] = {}
-        self._durations: dict[str, Histogram] = {}
+        self.endpoints: Mapping[bytes, resource.IResource] = {}
         self._endpoints: dict[bytes, tuple[str, dict[bytes, str] | None]] = {}
         self._everConnected = False
-        self.endpoints: Mapping[bytes, resource.IResource] = {}
 
     def watch(self, service: PresenceService) -> None:
         """
@@ -157,17 +240,10 @@ class Metrics:
                 kind = INVALID
             else:
                 kind = types.get(values[0], INVALID)
-        key = (endpoint, kind, request.code)
-        counter = self._requests.get(key)
-        if counter is None:
-            counter = self._requests[key] = self.httpRequests.labels(endpoint, kind, str(request.code))
-        counter.inc()
+        self.httpRequests.inc((endpoint, kind, request.code))
         arrived = getattr(request, "arrived", None)
         if arrived is not None:
-            duration = self._durations.get(endpoint)
-            if duration is None:
-                duration = self._durations[endpoint] = self.httpDuration.labels(endpoint)
-            duration.observe(self.clock.seconds() - arrived)
+            self.httpDuration.observe(self.clock.seconds() - arrived, (endpoint,))
 
     def _endpoint(self, name: bytes) -> tuple[str, dict[bytes, str] | None]:
         """
@@ -207,19 +283,19 @@ class Metrics:
         The roster cache was asked for a user's subscribers, and had them
         (C{hit}) or not.
         """
-        self._lookups[hit].inc()
+        self.rosterLookups.inc(_HIT if hit else _MISS)
 
     def rosterFetched(self, seconds: float, ok: bool) -> None:
         """
         A roster read took C{seconds}, and gave the roster (C{ok}) or failed.
         """
-        self._fetches[ok].observe(seconds)
+        self.rosterFetches.observe(seconds, _OK if ok else _FAILED)
 
     def reloaded(self, result: str) -> None:
         """
         A reload ended with C{result}, one of L{RELOAD_RESULTS}.
         """
-        self._reloads[result].inc()
+        self.reloads.inc((result,))
 
     def limited(self, limit: str) -> None:
         """
@@ -228,10 +304,10 @@ class Metrics:
         @param limit: the limit's name, one fixed in the code (never
             anything a caller or a user sent).
         """
-        counter = self._limits.get(limit)
-        if counter is None:
-            counter = self._limits[limit] = self.limits.labels(limit)
-        counter.inc()
+        self.limits.inc((limit,))
+
+
+_HIT, _MISS, _OK, _FAILED = ("hit",), ("miss",), ("ok",), ("failed",)
 
 
 class MetricsResource(resource.Resource):

@@ -7,13 +7,13 @@ clock; who may read them; and labels that stay few whatever is asked.
 from __future__ import annotations
 
 import re
-from ipaddress import ip_network
 
 import pytest
+from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 from twisted.python.failure import Failure
 
-from presenced.metrics import Metrics
+from presenced.metrics import Metrics, PlainHistogram
 
 from test_service import Daemon, daemon  # noqa: F401 (the fixture)
 from webhelpers import Connection, request
@@ -216,6 +216,21 @@ def test_limitedCountsEachLimit():
     metrics.limited("resources")
     assert metrics.registry.get_sample_value("presenced_limited_total", {"limit": "roster_reads"}) == 2
     assert metrics.registry.get_sample_value("presenced_limited_total", {"limit": "resources"}) == 1
+
+
+def test_histogramBucketsHoldTheirBoundAndCount():
+    """
+    A histogram's buckets count every amount up to their bound, the bound
+    included; +Inf counts all, and the sum adds them up.
+    """
+    registry = CollectorRegistry()
+    histogram = PlainHistogram("h_seconds", "h", ("k",), (0.1, 1.0), registry)
+    for amount in [0.05, 0.1, 0.5, 20]:
+        histogram.observe(amount, ("a",))
+    assert [registry.get_sample_value("h_seconds_bucket", {"k": "a", "le": le}) for le in ("0.1", "1.0", "+Inf")] == [
+        2, 3, 4]
+    assert (registry.get_sample_value("h_seconds_count", {"k": "a"}),
+            registry.get_sample_value("h_seconds_sum", {"k": "a"})) == (4, pytest.approx(20.65))
 
 
 def test_scrapeIsThePrometheusTextFormat(daemon):
