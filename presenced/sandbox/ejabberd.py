@@ -48,6 +48,7 @@ modules:
   mod_roster: {{}}
   mod_disco: {{}}
   mod_ping: {{}}
+  mod_vcard: {{}}
   mod_privilege:
     roster:
       get: privileged

@@ -14,8 +14,9 @@ from presenced.sandbox.prosody import Prosody
 from conftest import World, until
 from test_client_mode import shareWith, startClientMode
 from test_prosody import until_subscribed
+from test_vcard_avatars import PICTURE, avatarOf, publish
 
-SERVERS = {"prosody": Prosody, "ejabberd": Ejabberd}
+SERVERS = {"prosody": lambda: Prosody(modules=("vcard",)), "ejabberd": Ejabberd}
 
 
 @pytest.fixture(scope="module", params=sorted(SERVERS))
@@ -91,6 +92,21 @@ async def test_clientModeConsent(any_world):
     await startClientMode(world, bot)
     await shareWith(world, bot, sharer, "Shared on the matrix")
     assert await world.text(f"jid={stranger}") == "Forbidden"
+
+
+@pytest_twisted.ensureDeferred
+async def test_componentAvatar(any_world):
+    """
+    As a component, a photo a user stores in their vCard and announces in
+    presence is read from the server and served.
+    """
+    world = any_world
+    user = world.user("pictured")
+    await world.start()
+    client = await world.login(user)
+    publish(client, PICTURE, "image/png")
+    answer = await avatarOf(world, user, PICTURE)
+    assert (answer.code, answer.header("content-type")) == (200, "image/png")
 
 
 @pytest_twisted.ensureDeferred

@@ -15,6 +15,8 @@ from presenced.answers import defaultAvatar, loadImages
 from presenced.config import defaultImageDirectory
 from presenced.presence import State
 
+from test_client_mode import shareWith, startClientMode
+
 PICTURE = loadImages(defaultImageDirectory())[State.CHAT].data
 SVG = b"<svg xmlns='http://www.w3.org/2000/svg'><script>alert(1)</script></svg>"
 
@@ -77,3 +79,22 @@ async def test_svgAvatarIsNeverServed(world):
     await world.waitForText(f"jid={mallory}", "Available")
     answer = await world.get(f"jid={mallory}&type=avatar")
     assert (answer.code, answer.header("content-type"), answer.body) == (200, "image/png", defaultAvatar().data)
+
+
+@pytest_twisted.ensureDeferred
+async def test_avatarInClientMode(world):
+    """
+    In client mode the account reads the vCard of a user who added it, and
+    serves their photo; a user who did not add it gets the default
+    picture, whatever photo they announce.
+    """
+    bot, sharer, stranger = world.user("bot"), world.user("sharer"), world.user("stranger")
+    await startClientMode(world, bot)
+    sharing = await shareWith(world, bot, sharer, "Sharing my face")
+    publish(sharing, PICTURE, "image/png")
+    answer = await avatarOf(world, sharer, PICTURE)
+    assert (answer.code, answer.header("content-type")) == (200, "image/png")
+    other = await world.login(stranger)
+    publish(other, PICTURE, "image/png")
+    await task.deferLater(reactor, 1.0)
+    assert (await world.get(f"jid={stranger}&type=avatar")).body == defaultAvatar().data
