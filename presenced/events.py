@@ -20,11 +20,12 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.web import resource, server
 
+from presenced.access import RosterReadsSpent
 from presenced.answers import Body, answerHeaders
 from presenced.config import PresenceSettings, Settings
 from presenced.presence import PresenceTracker, Shown, State
 from presenced.ratelimit import RateLimitedLog
-from presenced.web import (BadRequest, BatchQuery, ClientAddressFormatter, StatusResource, answerLater,
+from presenced.web import (BadRequest, BatchQuery, StatusResource, answerLater,
                            finishAnswer, parseBatch)
 
 #: What a user shows, as the bytes of its JSON object.
@@ -277,8 +278,6 @@ class EventsResource(StatusResource):
     C{status} decides it.
 
     @ivar events: the open streams.
-    @ivar clients: tells a request's client past trusted proxies; the
-        site's.
     """
 
     allowedMethods = (b"GET", b"OPTIONS")
@@ -286,7 +285,6 @@ class EventsResource(StatusResource):
     def __init__(self, status: StatusResource, events: PresenceEvents) -> None:
         super().__init__(status.tracker, status.policy, status.renderer, status.scope, status.requesters)
         self.events = events
-        self.clients = ClientAddressFormatter()
 
     def reconfig(self, settings: Settings, images: dict[State, Body]) -> None:
         """
@@ -302,12 +300,14 @@ class EventsResource(StatusResource):
             query = parseBatch(request.args, self.scope.domains, self.requesters)
         except BadRequest as e:
             return self._refuse(request, 400, str(e))
-        address = self.clients.clientIP(request)
-        client = "unknown" if address is None else str(address)
+        client = self.clientOf(request)
         if not self.events.room(client):
             request.setHeader(b"Retry-After", b"%d" % RETRY_AFTER)
             return self._refuse(request, 503, "too many event streams are open; try again later")
-        decisions = self.decideAll(query)
+        try:
+            decisions = self.decideAll(query, client)
+        except RosterReadsSpent as e:
+            return self._tooMany(request, e)
         if isinstance(decisions, list):
             return self._open(request, query, decisions, client)
         return answerLater(request, decisions, lambda allowed: self._open(request, query, allowed, client))
