@@ -24,7 +24,7 @@ from presenced.access import RosterReadsSpent
 from presenced.answers import Body, answerHeaders
 from presenced.config import PresenceSettings, Settings
 from presenced.presence import PresenceTracker, Shown, State
-from presenced.ratelimit import RateLimitedLog
+from presenced.ratelimit import Limits
 from presenced.web import (BadRequest, BatchQuery, StatusResource, answerLater,
                            finishAnswer, parseBatch)
 
@@ -121,7 +121,7 @@ class PresenceEvents(service.Service):
 
     def __init__(self, tracker: PresenceTracker, render: Render, forbidden: Forbidden, decide: Decide,
                  clock: IReactorTime, keepalive: float = 15.0, maxStreams: int = 10_000,
-                 maxPerClient: int = 32, recheckEvery: float = 0.0) -> None:
+                 maxPerClient: int = 32, recheckEvery: float = 0.0, limits: Limits | None = None) -> None:
         self.tracker = tracker
         self.render = render
         self.forbidden = forbidden
@@ -131,7 +131,7 @@ class PresenceEvents(service.Service):
         self.maxStreams = maxStreams
         self.maxPerClient = maxPerClient
         self.recheckEvery = recheckEvery
-        self.refusals = RateLimitedLog(self.log, clock)
+        self.limits = Limits(clock) if limits is None else limits
         self._streams: set[EventStream] = set()
         self._byUser: dict[str, set[EventStream]] = {}
         self._byClient: dict[str, int] = {}
@@ -143,9 +143,12 @@ class PresenceEvents(service.Service):
         """
         Whether another stream may open for C{client}.
         """
-        if len(self._streams) >= self.maxStreams or self._byClient.get(client, 0) >= self.maxPerClient:
-            self.refusals.warn("Refusing an event stream: {count} open, {client_count} from one client",
-                               count=len(self._streams), client_count=self._byClient.get(client, 0))
+        if len(self._streams) >= self.maxStreams:
+            self.limits.hit("max_streams", "Refusing event streams: {max} are open", max=self.maxStreams)
+            return False
+        if self._byClient.get(client, 0) >= self.maxPerClient:
+            self.limits.hit("max_streams_per_client", "Refusing event streams from a client with {max} open",
+                            max=self.maxPerClient)
             return False
         return True
 
@@ -281,6 +284,7 @@ class EventsResource(StatusResource):
     """
 
     allowedMethods = (b"GET", b"OPTIONS")
+    answerTypes = ()
 
     def __init__(self, status: StatusResource, events: PresenceEvents) -> None:
         super().__init__(status.tracker, status.policy, status.renderer, status.scope, status.requesters)

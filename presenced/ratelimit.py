@@ -85,9 +85,15 @@ class Limits:
         @param limit: the limit's name, fixed in the code, as the metrics
             label it.
         """
+        self.count(limit)
+        self.lines.warn(format, limit=limit, **fields)
+
+    def count(self, limit: str) -> None:
+        """
+        Count one hit of C{limit}, which logs it its own way.
+        """
         if self.counted is not None:
             self.counted(limit)
-        self.lines.warn(format, limit=limit, **fields)
 
 
 class ClientBudget:

@@ -123,6 +123,7 @@ def buildService(settings: Settings, reactor, configPath: str | None = None,
     mode = (ClientMode if xmpp.mode == "client" else ComponentMode)(settings, reactor, tracker, link, scope, limits)
     feed = PresenceFeed(tracker, scope, reactor, mode.tracks)
     vcards = VCardReader(link, presence.roster_timeout)
+    mode.connection.factory.limits = limits
     for handler in [link, feed, vcards, *mode.handlers]:
         handler.setHandlerParent(mode.connection)
 
@@ -134,7 +135,7 @@ def buildService(settings: Settings, reactor, configPath: str | None = None,
         tracker,
         render=lambda user, shown: status.renderer.jsonObject(status.renderer.published(shown), user),
         forbidden=lambda user: status.renderer.jsonObject(FORBIDDEN, user),
-        decide=status.decide, clock=reactor)
+        decide=status.decide, clock=reactor, limits=limits)
     metrics = Metrics(reactor)
     site = buildSite(status, HealthResource(health), reactor,
                      {b"events": EventsResource(status, events), b"widget.js": WidgetResource(status)},

@@ -512,6 +512,8 @@ class StatusesResource(StatusResource):
     rosters of users in subscribers-only mode are read concurrently.
     """
 
+    answerTypes = ()
+
     def render_GET(self, request: server.Request) -> bytes | int:
         try:
             query = parseBatch(request.args, self.scope.domains, self.requesters)
