@@ -16,7 +16,7 @@ from typing import Callable, Union
 
 from twisted.application import service
 from twisted.internet import defer, task
-from twisted.internet.interfaces import IReactorTime
+from twisted.internet.interfaces import IAddress, IReactorTime
 from twisted.logger import Logger
 from twisted.web import resource, server
 
@@ -268,10 +268,32 @@ class PresenceEvents(service.Service):
             self._closed(stream)
             stream.request.finish()
 
+    def closeArrivedAt(self, listening: IAddress) -> None:
+        """
+        End cleanly the streams whose connections came to C{listening},
+        the address of a port no longer listened on.
+        """
+        for stream in list(self._streams):
+            if _arrivedAt(stream.request.getHost(), listening):
+                self._closed(stream)
+                stream.request.finish()
+
     def stopService(self) -> None:
         self.closeAll()
         self._stopTimers()
         return super().stopService()
+
+
+def _arrivedAt(local: IAddress, listening: IAddress) -> bool:
+    """
+    Whether a connection whose local address is C{local} came to the port
+    listening on C{listening} (on all interfaces, or on that one).
+    """
+    if type(local) is not type(listening):
+        return False
+    if not hasattr(listening, "port"):
+        return local == listening
+    return local.port == listening.port and listening.host in ("0.0.0.0", "::", local.host)
 
 
 class EventsResource(StatusResource):

@@ -6,9 +6,11 @@ certificates of C{ssl:} ones renewed on the open port.
 
 from __future__ import annotations
 
+from typing import Callable
+
 from twisted.application import strports
 from twisted.application.service import MultiService
-from twisted.internet.interfaces import IOpenSSLContextFactory
+from twisted.internet.interfaces import IAddress, IListeningPort, IOpenSSLContextFactory
 from twisted.logger import Logger
 from twisted.web.server import Site
 
@@ -21,6 +23,9 @@ class Listeners(MultiService):
     The listening ports of the HTTP site, named C{http} in the service tree.
 
     @ivar listen: the endpoint descriptions listened on, in order.
+    @ivar stoppedListening: called with the address of each port that a
+        reconfig stopped listening on, once it has (the connections that
+        came through it are still open).
     """
 
     log = Logger()
@@ -32,6 +37,7 @@ class Listeners(MultiService):
         self.reactor = reactor
         self._listeners = {}
         self._tls: dict[str, RenewableTLS] = {}
+        self.stoppedListening: list[Callable[[IAddress], None]] = []
         for description in listen:
             self._add(description)
 
@@ -50,7 +56,12 @@ class Listeners(MultiService):
 
     async def _remove(self, description: str) -> None:
         self._tls.pop(description, None)
-        await self._listeners.pop(description).disownServiceParent()
+        listener = self._listeners.pop(description)
+        address = _listeningAddress(listener)
+        await listener.disownServiceParent()
+        if address is not None:
+            for observer in self.stoppedListening:
+                observer(address)
 
     def readCertificates(self, settings: Settings) -> dict[str, IOpenSSLContextFactory]:
         """
@@ -88,3 +99,16 @@ class Listeners(MultiService):
         for description, options in certificates.items():
             self._tls[description].options = options
             self.log.info("Certificate of {description} read again", description=description)
+
+
+def _listeningAddress(listener) -> IAddress | None:
+    """
+    The address that C{listener} (a twisted.application.strports service)
+    listens on, or C{None} when it does not (yet, or any more).
+    """
+    waiting = getattr(listener, "_waitingForPort", None)
+    ports: list[IListeningPort] = []
+    if waiting is not None:
+        waiting.addCallback(lambda port: ports.append(port) or port)
+    getHost = getattr(ports[0], "getHost", None) if ports else None
+    return None if getHost is None else getHost()

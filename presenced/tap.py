@@ -141,9 +141,11 @@ def buildService(settings: Settings, reactor, configPath: str | None = None,
                      {b"events": EventsResource(status, events), b"widget.js": WidgetResource(status)},
                      MetricsResource(metrics.registry), limits)
     site.reconfig(settings, status.renderer.images)
+    listeners = Listeners(site, reactor, http.listen)
+    listeners.stoppedListening.append(events.closeArrivedAt)
     service = PresenceService(
         settings, reactor, tracker=tracker, link=link, scope=scope, mode=mode, feed=feed, site=site,
-        listeners=Listeners(site, reactor, http.listen), health=health,
+        listeners=listeners, health=health,
         store=LastSeenStore(presence.store, tracker, reactor, storeThread), events=events, limits=limits,
         configPath=configPath, reloadOnHangup=reloadOnHangup,
     )

@@ -6,6 +6,7 @@ import json
 
 import pytest
 from twisted.internet import defer, task
+from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.python.failure import Failure
 
 from presenced.access import AccessPolicy, RosterCache, ServedScope
@@ -24,11 +25,15 @@ class StreamRequest:
     What a stream needs of a request: headers, writes, its end.
     """
 
-    def __init__(self):
+    def __init__(self, host=IPv4Address("TCP", "127.0.0.1", 8080)):
         self.headers = {}
         self.written = []
         self.finished = False
+        self.host = host
         self._finish = defer.Deferred()
+
+    def getHost(self):
+        return self.host
 
     def setHeader(self, name, value):
         self.headers[name] = value
@@ -79,8 +84,8 @@ class Hub:
         self.tracker.available(user, ResourcePresence(resource=resource, state=state, status=status,
                                                       priority=priority, received=self.clock.seconds()))
 
-    def open(self, *users, refused=(), requester=None, client="192.0.2.1"):
-        request = StreamRequest()
+    def open(self, *users, refused=(), requester=None, client="192.0.2.1", host=None):
+        request = StreamRequest() if host is None else StreamRequest(host)
         access = {user: user not in refused for user in users}
         self.events.open(request, access, requester, client)
         return request
@@ -230,6 +235,25 @@ def test_shutdownEndsStreams(hub):
     request = hub.open("a@example.test")
     hub.events.stopService()
     assert request.finished and hub.events.openCount() == 0
+
+
+def test_streamsOfAPortNoLongerListenedOnEnd(hub):
+    """
+    The streams that came to a port that stopped listening end cleanly;
+    a wildcard listener covers every interface; others stay open.
+    """
+    def at(host, port):
+        return IPv4Address("TCP", host, port)
+
+    onPort = hub.open("a@example.test", host=at("127.0.0.1", 8080))
+    elsewhere = hub.open("a@example.test", host=at("127.0.0.2", 8080))
+    otherPort = hub.open("a@example.test", host=at("127.0.0.1", 8081))
+    hub.events.closeArrivedAt(at("127.0.0.1", 8080))
+    assert (onPort.finished, elsewhere.finished, otherPort.finished) == (True, False, False)
+    hub.events.closeArrivedAt(at("0.0.0.0", 8080))
+    assert elsewhere.finished and not otherPort.finished
+    hub.events.closeArrivedAt(IPv6Address("TCP", "::1", 8081))
+    assert not otherPort.finished and hub.events.openCount() == 1
 
 
 EVENTS = "/plugins/presence/events"

@@ -12,6 +12,10 @@ from twisted.internet import defer, protocol, reactor
 from twisted.web.client import Agent, HTTPConnectionPool
 from twisted.web.http_headers import Headers
 
+from presenced.config import fromString
+from presenced.sandbox.prosody import freePort
+from presenced.tap import buildService
+
 from conftest import until
 from test_proxy import Nginx
 
@@ -150,3 +154,35 @@ async def test_lostLinkTurnsStreamsOffline(fresh_world):
     again = await world.login(carol, "again")
     again.available(show="chat")
     assert (await reader.next(3, timeout=15))[-1]["state"] == "chat"
+
+
+@pytest_twisted.ensureDeferred
+async def test_reloadThatDropsAListenerEndsItsStreams(world, tmp_path):
+    """
+    A reload that stops listening on a port ends the streams that came
+    through it, cleanly; those of the port kept stay open and live.
+    """
+    alice = world.user("listenedalice")
+    client = await world.login(alice)
+    client.available(status="Listening")
+    kept, dropped = world.port, freePort()
+    settings = tmp_path / "presenced.ini"
+    both = world.settings(public=True).replace(
+        f"listen = tcp:{kept}:interface=127.0.0.1",
+        f"listen = tcp:{kept}:interface=127.0.0.1 tcp:{dropped}:interface=127.0.0.1")
+    settings.write_text(both)
+    world.service = buildService(fromString(both), reactor, configPath=str(settings))
+    world.service.startService()
+    await until(lambda: world.service.link.connected)
+    await world.waitForText(f"jid={alice}", "Listening")
+
+    streams = [await openStream(f"http://127.0.0.1:{port}/plugins/presence/events?jid={alice}")
+               for port in (kept, dropped)]
+    for _, reader in streams:
+        await reader.next(1)
+    settings.write_text(world.settings(public=True))
+    assert await world.service.reload() is True
+    await until(lambda: streams[1][1].ended.called, timeout=10)
+    assert world.service.events.openCount() == 1
+    client.available(status="Still here")
+    assert states(await streams[0][1].next(2))[1] == (alice, "available", "Still here")
