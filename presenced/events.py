@@ -25,7 +25,7 @@ from presenced.config import PresenceSettings, Settings
 from presenced.presence import PresenceTracker, Shown, State
 from presenced.ratelimit import RateLimitedLog
 from presenced.web import (BadRequest, BatchQuery, ClientAddressFormatter, StatusResource, answerLater,
-                           finishAnswer, parseBatch)
+                           finishAnswer, methodNotAllowed, parseBatch)
 
 #: What a user shows, as the bytes of its JSON object.
 Render = Callable[[str, Shown], bytes]
@@ -331,6 +331,14 @@ class WidgetResource(resource.Resource):
         super().__init__()
         self.status = status
         self.body = Body(SCRIPT, (Path(__file__).parent / "widget.js").read_bytes())
+
+    def render(self, request: server.Request) -> bytes | int:
+        """
+        Answer GET and HEAD; any other method gets a plain 405.
+        """
+        if request.method not in (b"GET", b"HEAD"):
+            return methodNotAllowed(request, (b"GET", b"HEAD"))
+        return super().render(request)
 
     def render_GET(self, request: server.Request) -> int:
         return finishAnswer(request, self.status.delivery.send(request, self.body, None))

@@ -389,3 +389,15 @@ def test_widgetScript():
     assert b"data-presence-jid" in first.body
     again = request(site.site, "GET", "/plugins/presence/widget.js", headers={"If-None-Match": first.headers["etag"]})
     assert (again.code, again.body) == (304, b"")
+
+
+@pytest.mark.parametrize("method", ["POST", "PUT", "DELETE", "OPTIONS", "BREW"])
+def test_widgetScriptRefusesOtherMethodsWithAPlain405(method):
+    """
+    widget.js answers any method but GET and HEAD with a plain 405 naming
+    them, never twisted.web's 501 page.
+    """
+    response = request(Site().site, method, "/plugins/presence/widget.js")
+    assert (response.code, response.headers["allow"]) == (405, "GET, HEAD")
+    assert (response.headers["content-type"], response.body) == (
+        "text/plain; charset=utf-8", b"only GET and HEAD are allowed\n")
