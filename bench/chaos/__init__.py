@@ -12,10 +12,11 @@ report takes any list of their figures.
 
 from __future__ import annotations
 
-from bench.chaos import fuzz
+from bench.chaos import faults, fuzz, reloads, stanzas
 
-#: Every scenario, in the order they run.
-SCENARIOS = [fuzz]
+#: Every scenario, in the order they run: Prosody is killed last, so that
+#: the others meet a link that never failed.
+SCENARIOS = [fuzz, stanzas, reloads, faults]
 
 #: Scenarios to come, by number, each to be a module like the others: they
 #: need limits that presenced does not have yet.

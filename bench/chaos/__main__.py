@@ -33,6 +33,8 @@ async def runScenarios(reactor, interpreter: str, scenarios: list, full: bool, s
     """
     say = lambda line: print(f"chaos [{interpreter}] {line}", file=sys.stderr, flush=True)  # noqa: E731
     harness = Harness(reactor, interpreter, say, seed)
+    # Interrupted, the reactor stops without running what follows.
+    trigger = reactor.addSystemEventTrigger("before", "shutdown", harness.end)
     results = []
     try:
         say("starting Prosody and presenced")
@@ -46,6 +48,7 @@ async def runScenarios(reactor, interpreter: str, scenarios: list, full: bool, s
             say(f"{scenario.NUMBER}. done in {figures.seconds:.0f} s" +
                 ("" if not figures.failed else f"; NOT MET: {', '.join(f.name for f in figures.failed)}"))
     finally:
+        reactor.removeSystemEventTrigger(trigger)
         await harness.stop()
     return results
 

@@ -366,6 +366,8 @@ async def run(harness: Harness, full: bool) -> Figures:
     endings: Counter[str] = Counter()
     kinds: Counter[str] = Counter()
     for case, (codes, ended) in zip(cases, outcomes):
+        if any(code >= 500 for code in codes) and len(figures.notes) < 10:
+            figures.notes.append(f"{codes} for {case.kind}: {case.data[:160]!r}")
         statuses.update(codes)
         endings[ended] += 1
         kinds[case.kind.split(" (")[0]] += 1

@@ -158,9 +158,19 @@ class Harness:
         return process
 
     async def stop(self) -> None:
+        """
+        Log every client out, then end presenced and Prosody and remove
+        their files.
+        """
         for client in self.clients:
             await client.disconnect()
         self.clients.clear()
+        self.end()
+
+    def end(self) -> None:
+        """
+        End presenced and Prosody and remove their files, at once.
+        """
         for process in self._processes:
             if process.poll() is None:
                 process.terminate()

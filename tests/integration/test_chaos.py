@@ -11,7 +11,7 @@ import platform
 import pytest_twisted
 from twisted.internet import reactor
 
-from bench.chaos import fuzz
+from bench.chaos import faults, fuzz, reloads, stanzas
 from bench.chaos.harness import Figures, Harness
 
 
@@ -38,3 +38,18 @@ async def test_fuzzedRequestsGetNoServerErrorAndLeaveTheDaemonAnswering(harness)
     assert figures["5xx answers"] == 0
     assert sum(figures["answers by status"].values()) >= fuzz.SHORT_CASES
     assert figures["alice's text afterwards"] == "Chaos baseline"
+
+
+@pytest_twisted.ensureDeferred
+async def test_hostileStanzasNeitherDropTheLinkNorBreakTheAnswers(harness):
+    """
+    Hostile presences from real users through Prosody, and one user with
+    many resources, leave presenced's link up and every answer
+    well-formed; the ordinary presence after them is shown.
+    """
+    figures = await stanzas.run(harness, full=False)
+    assertMet(figures)
+    assert figures["link drops (logins of presenced's link)"] == 0
+    assert figures["malformed or failed answers"] == 0
+    assert figures["presence stanzas presenced received"] > 0
+    assert figures["ordinary presence shown"] is True

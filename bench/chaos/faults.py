@@ -1,0 +1,99 @@
+"""
+Scenario 3, server faults under load: Prosody killed with SIGKILL and
+started again, again and again, while a load client asks presenced
+continuously.
+
+No request may fail (a connection error or a 5xx); within 1 s of each
+kill no user may be shown online; within 5 s of each restart health must
+be 200 and the answers right (alice logs in again as her client would).
+"""
+
+from __future__ import annotations
+
+import time
+
+from twisted.internet import threads
+
+from bench.chaos.harness import BASELINE_STATUS, Figures, Harness
+
+NUMBER = 3
+TITLE = "server faults under load"
+
+FULL_KILLS, SHORT_KILLS = 10, 2
+#: The seconds after a kill within which nobody may be shown online, and
+#: after a restart within which health and the answers must be right.
+OFFLINE_WITHIN, BACK_WITHIN = 1.0, 5.0
+#: How long to watch for each, at most: longer than the limits, to measure
+#: how far over them it went.
+WATCH = 20.0
+ONLINE = ("available", "chat", "away", "xa", "dnd")
+
+
+def shownOnline(harness: Harness) -> bool:
+    answer = harness.json(harness.alice)
+    return answer is None or answer["state"] in ONLINE
+
+
+def back(harness: Harness) -> bool:
+    return harness.text(harness.alice) == BASELINE_STATUS
+
+
+async def run(harness: Harness, full: bool) -> Figures:
+    """
+    Kill and restart Prosody L{FULL_KILLS} times under load, timing when
+    presenced shows alice offline, when health is 200 again and when she
+    is shown again.
+    """
+    figures = Figures(NUMBER, TITLE, harness.interpreter, full)
+    kills = FULL_KILLS if full else SHORT_KILLS
+    domain = harness.prosody.domain
+    targets = [harness.statusTarget(harness.alice, kind) for kind in ("text", "json", "xml", "image")]
+    targets += [harness.statusTarget(f"nobody@{domain}"), f"/plugins/presence/statuses?jid={harness.alice}&jid=x@{domain}"]
+    logins, tracebacks = harness.logins(), harness.tracebacks()
+    offline: list[float | None] = []
+    healthy: list[float | None] = []
+    right: list[float | None] = []
+    restarts: list[float] = []
+    await harness.until(lambda: back(harness), 10, "alice shown before the first kill")
+
+    load = harness.load(targets, seconds=kills * (2 * WATCH + 30), requests=10_000_000).start()
+    try:
+        for n in range(kills):
+            await harness.sleep(0.5)
+            harness.prosody.kill()
+            killed = time.monotonic()
+            seen = await harness.within(lambda: not shownOnline(harness), WATCH, interval=0.01)
+            offline.append(None if seen is None else time.monotonic() - killed)
+            started = time.monotonic()
+            await threads.deferToThread(harness.prosody.start)
+            restarted = time.monotonic()
+            restarts.append(restarted - started)
+            await harness.aliceOnline()
+            seen = await harness.within(lambda: harness.health() == 200, WATCH, interval=0.02)
+            healthy.append(None if seen is None else time.monotonic() - restarted)
+            seen = await harness.within(lambda: back(harness), WATCH, interval=0.02)
+            right.append(None if seen is None else time.monotonic() - restarted)
+            harness.say(f"kill {n + 1}: offline after {offline[-1]}, health after {healthy[-1]}, "
+                        f"answers after {right[-1]}")
+    finally:
+        load.stop()
+
+    def worst(values: list[float | None]) -> float:
+        return round(max(WATCH if v is None else v for v in values), 2)
+
+    figures.add("kills (SIGKILL) and restarts", kills)
+    figures.add("requests during the kills", sum(load.statuses.values()) + sum(load.errors.values()))
+    figures.add("answers by status", dict(sorted(load.statuses.items())))
+    figures.expect("failed requests (connection errors, 5xx)", load.failed, 0)
+    if load.errors:
+        figures.add("connection errors", dict(load.errors))
+    figures.add("seconds to show alice offline, each kill", [round(v, 2) if v is not None else "never" for v in offline])
+    figures.most("seconds to show nobody online after a kill, worst", worst(offline), OFFLINE_WITHIN, " s")
+    figures.add("seconds Prosody took to restart, worst", round(max(restarts), 2))
+    figures.add("seconds to health 200 after a restart, each", [round(v, 2) if v is not None else "never" for v in healthy])
+    figures.most("seconds to health 200 after a restart, worst", worst(healthy), BACK_WITHIN, " s")
+    figures.most("seconds to the right answers after a restart, worst", worst(right), BACK_WITHIN, " s")
+    figures.expect("links set up again (logins of presenced's link)", harness.logins() - logins, kills)
+    figures.expect("tracebacks in the log", harness.tracebacks() - tracebacks, 0)
+    figures.expect("daemon running", harness.running(), True)
+    return figures
