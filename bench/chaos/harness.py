@@ -41,12 +41,15 @@ class Figure:
 
     @ivar criterion: what it must be, in words (C{"= 0"}), if anything.
     @ivar met: whether it is, or C{None} for a figure without a criterion.
+    @ivar timed: whether the criterion is a time limit, which depends on
+        the machine's speed and load.
     """
 
     name: str
     value: Any
     criterion: str = ""
     met: bool | None = None
+    timed: bool = False
 
 
 @dataclass
@@ -63,11 +66,11 @@ class Figures:
     notes: list[str] = field(default_factory=list)
     seconds: float = 0.0
 
-    def add(self, name: str, value: Any, criterion: str = "", met: bool | None = None) -> Any:
+    def add(self, name: str, value: Any, criterion: str = "", met: bool | None = None, timed: bool = False) -> Any:
         """
         Record a figure; returns its value.
         """
-        self.figures.append(Figure(name, value, criterion, met))
+        self.figures.append(Figure(name, value, criterion, met, timed))
         return value
 
     def expect(self, name: str, value: Any, wanted: Any) -> Any:
@@ -77,11 +80,11 @@ class Figures:
         shown = ("yes" if wanted else "no") if isinstance(wanted, bool) else wanted
         return self.add(name, value, f"= {shown}", value == wanted)
 
-    def most(self, name: str, value: float, limit: float, unit: str = "") -> float:
+    def within(self, name: str, seconds: float, limit: float) -> float:
         """
-        Record a figure that must not exceed C{limit}.
+        Record a time that must not exceed C{limit} seconds.
         """
-        return self.add(name, value, f"<= {limit}{unit}", value <= limit)
+        return self.add(name, seconds, f"<= {limit} s", seconds <= limit, timed=True)
 
     def __getitem__(self, name: str) -> Any:
         return next(f.value for f in self.figures if f.name == name)
@@ -250,6 +253,14 @@ class Harness:
         The health answer's status code (0: no answer).
         """
         return self.get("/plugins/presence/health").status
+
+    def usersOnline(self) -> int | None:
+        """
+        How many users presenced shows online, as its health details (given
+        to loopback) say; C{None} without an answer.
+        """
+        answer = self.get("/plugins/presence/health")
+        return json.loads(answer.body).get("users_online") if answer.status in (200, 503) else None
 
     def metric(self, name: str) -> float | None:
         """

@@ -72,7 +72,7 @@ async def run(harness: Harness, full: bool) -> Figures:
     if load.errors:
         figures.add("connection errors", dict(load.errors))
     figures.expect("XMPP logins of presenced's link", harness.logins() - logins, 0)
-    figures.expect("link reconnects (metric)", harness.metric("presenced_xmpp_reconnects_total") - reconnects, 0)
+    figures.expect("link reconnects (metric)", int(harness.metric("presenced_xmpp_reconnects_total") - reconnects), 0)
     figures.expect("answers with settings not in force after a reload", len(wrong), 0)
     figures.expect("final label in force", await threads.deferToThread(awayLabel, harness), expected)
     figures.expect("tracebacks in the log", harness.tracebacks() - tracebacks, 0)

@@ -279,7 +279,7 @@ async def run(harness: Harness, full: bool) -> Figures:
     figures.add("answer checks (5 answer types, 2 users each)", checks)
     figures.expect("malformed or failed answers", len(problems), 0)
     figures.expect("link drops (logins of presenced's link)", harness.logins() - logins, 0)
-    figures.expect("link reconnects (metric)", harness.metric("presenced_xmpp_reconnects_total") - reconnects, 0)
+    figures.expect("link reconnects (metric)", int(harness.metric("presenced_xmpp_reconnects_total") - reconnects), 0)
     figures.expect("tracebacks in the log", harness.tracebacks() - tracebacks, 0)
     figures.expect("ordinary presence shown", final is not None and answer is not None
                    and (answer["state"], answer["status"]) == ("dnd", "Ordinary again"), True)

@@ -24,7 +24,12 @@ async def harness():
 
 
 def assertMet(figures: Figures) -> None:
-    assert not figures.failed, "\n".join(f"{f.name}: {f.value!r}, wanted {f.criterion}" for f in figures.failed)
+    """
+    Every criterion of C{figures} is met but time limits, which
+    C{scripts/chaos} judges: a test does not depend on the machine's speed.
+    """
+    failed = [f for f in figures.failed if not f.timed]
+    assert not failed, "\n".join(f"{f.name}: {f.value!r}, wanted {f.criterion}" for f in failed)
 
 
 @pytest_twisted.ensureDeferred
@@ -53,3 +58,32 @@ async def test_hostileStanzasNeitherDropTheLinkNorBreakTheAnswers(harness):
     assert figures["malformed or failed answers"] == 0
     assert figures["presence stanzas presenced received"] > 0
     assert figures["ordinary presence shown"] is True
+
+
+@pytest_twisted.ensureDeferred
+async def test_reloadStormKeepsTheLinkAndEndsWithTheLastGoodSettings(harness):
+    """
+    SIGHUPs alternating a good and a broken file, under load, fail no
+    request, never log the link in again, and leave the last good file's
+    settings in force.
+    """
+    figures = await reloads.run(harness, full=False)
+    assertMet(figures)
+    assert figures["failed requests (connection errors, 5xx)"] == 0
+    assert figures["XMPP logins of presenced's link"] == 0
+    assert figures["final label in force"] == reloads.label(reloads.SHORT_SIGNALS // 2)
+
+
+@pytest_twisted.ensureDeferred
+async def test_prosodyKilledUnderLoadFailsNoRequestAndComesBack(harness):
+    """
+    Prosody killed with SIGKILL and started again under load: no request
+    fails, after each kill nobody is shown online, and after each restart
+    health is 200 and the answers are right again.
+    """
+    figures = await faults.run(harness, full=False)
+    assertMet(figures)
+    assert figures["failed requests (connection errors, 5xx)"] == 0
+    assert figures["kills after which nobody was shown online"] == faults.SHORT_KILLS
+    assert figures["restarts after which the answers were right"] == faults.SHORT_KILLS
+    assert figures["links set up again (logins of presenced's link)"] == faults.SHORT_KILLS
