@@ -399,7 +399,7 @@ class StatusResource(resource.Resource):
         """
         A preflight, or any C{OPTIONS} request: see L{Delivery.preflight}.
         """
-        return finishAnswer(request, self.delivery.preflight(request))
+        return finishAnswer(request, self.delivery.preflight(request, self.allowedMethods))
 
     def render(self, request: server.Request) -> bytes | int:
         """

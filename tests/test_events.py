@@ -338,6 +338,17 @@ def test_otherMethodsRefused():
     assert request(site.site, "OPTIONS", f"{EVENTS}?jid=a@example.test").code == 204
 
 
+def test_preflightNamesTheMethodsOfStreams():
+    """
+    A preflight of the event streams names the methods they answer, as
+    their 405 does, not those of the status answers.
+    """
+    response = request(Site().site, "OPTIONS", f"{EVENTS}?jid=a@example.test",
+                       headers={"Origin": "https://blog.example", "Access-Control-Request-Method": "GET"})
+    assert response.headers["allow"] == response.headers["access-control-allow-methods"] == "GET, OPTIONS"
+    assert request(Site().site, "PUT", EVENTS).headers["allow"] == "GET, OPTIONS"
+
+
 def test_streamsBeyondTheLimitsGet503():
     """
     Beyond max_streams_per_client from one address, or max_streams in
