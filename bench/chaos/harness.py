@@ -128,7 +128,7 @@ class Harness:
         self.interpreter = interpreter
         self.say = say
         self.work = Path(tempfile.mkdtemp(prefix="presenced-chaos-"))
-        self.prosody = Prosody(loglevel="warn")
+        self.prosody = Prosody()
         self.presenced = Presenced(interpreter, self.prosody, self.prosody.component, self.work)
         self.alice = f"alice@{self.prosody.domain}"
         self.clients: list[SandboxClient] = []

@@ -204,6 +204,7 @@ async def run(harness: Harness, full: bool) -> Figures:
     logins, reconnects = harness.logins(), harness.metric("presenced_xmpp_reconnects_total")
     tracebacks, received = harness.tracebacks(), harness.metric("presenced_presence_stanzas_total")
     skippedBefore = harness.log().count("Skipped a stanza")
+    prosodyErrors = harness.prosody.log().count("Traceback")
     rssBefore = figures.add("presenced RSS before (MiB)", round(harness.rss() / 2 ** 20, 1))
 
     generator = Stanzas(harness.seed)
@@ -275,6 +276,7 @@ async def run(harness: Harness, full: bool) -> Figures:
     figures.add("presence stanzas presenced received",
                 int(harness.metric("presenced_presence_stanzas_total") - received))
     figures.add("stanzas presenced skipped (over its limits)", harness.log().count("Skipped a stanza") - skippedBefore)
+    figures.add("tracebacks in Prosody's own log", harness.prosody.log().count("Traceback") - prosodyErrors)
     figures.add("seconds", round(elapsed, 1))
     figures.add("answer checks (5 answer types, 2 users each)", checks)
     figures.expect("malformed or failed answers", len(problems), 0)
