@@ -33,7 +33,7 @@ from zope.interface import implementer
 from presenced.config import ClientSettings, Settings, caCertificates
 from presenced.jids import InvalidJID
 from presenced.presence import PresenceTracker
-from presenced.ratelimit import RateLimitedLog
+from presenced.ratelimit import Limits, RateLimitedLog
 from presenced.link import LinkMonitor, LinkService
 
 
@@ -279,7 +279,7 @@ class ContactRoster(RosterClientProtocol):
         """
         return user in self.contacts
 
-    def mayView(self, user: str, requester: str | None) -> bool:
+    def mayView(self, user: str, requester: str | None, client: str | None = None) -> bool:
         """
         Whether C{user}'s presence may be shown: they shared it.
         """
@@ -342,7 +342,7 @@ class ClientMode:
     """
 
     def __init__(self, settings: Settings, reactor, tracker: PresenceTracker, link: LinkMonitor,
-                 scope: Container[str]) -> None:
+                 scope: Container[str], limits: Limits | None = None) -> None:
         self.connection = ClientConnection(reactor, settings.xmpp)
         self.contacts = ContactRoster(scope, tracker, settings.xmpp.max_contacts)
         self.handlers = [self.contacts, ConsentKeeper(self.contacts, reactor)]

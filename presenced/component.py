@@ -25,6 +25,7 @@ from presenced.access import AccessPolicy, RosterCache, ServedScope
 from presenced.config import ComponentSettings, Settings
 from presenced.link import LinkMonitor, LinkService
 from presenced.presence import PresenceTracker
+from presenced.ratelimit import Limits
 from presenced.ratelimit import RateLimitedLog
 
 NS_ROSTER = "jabber:iq:roster"
@@ -288,16 +289,17 @@ class ComponentMode:
     tracks = None
 
     def __init__(self, settings: Settings, reactor, tracker: PresenceTracker, link: LinkMonitor,
-                 scope: ServedScope) -> None:
+                 scope: ServedScope, limits: Limits | None = None) -> None:
         xmpp, presence = settings.xmpp, settings.presence
         self.connection = ComponentConnection(reactor, xmpp)
         self.privileges = PrivilegeListener(xmpp.domain, reactor)
         self.rosterReader = RosterReader(link, presence.roster_timeout)
         self.checker = ResourceChecker(tracker, reactor, xmpp.resource_check, presence.roster_timeout)
         self.handlers = [self.privileges, self.rosterReader, self.checker]
-        self.rosters = RosterCache(self.rosterReader.subscribers, reactor, presence.roster_ttl)
+        self.rosters = RosterCache(self.rosterReader.subscribers, reactor, presence.roster_ttl,
+                                   presence.roster_reads_in_flight, limits)
         link.listeners.append(lambda connected: connected or self.rosters.clear())
-        self.policy = AccessPolicy(presence.public, self.rosters)
+        self.policy = AccessPolicy(presence.public, self.rosters, presence.roster_reads_per_client)
 
     def reconfig(self, settings: Settings) -> None:
         """
@@ -305,6 +307,8 @@ class ComponentMode:
         """
         self.policy.public = settings.presence.public
         self.rosters.ttl = settings.presence.roster_ttl
+        self.rosters.maxInFlight = settings.presence.roster_reads_in_flight
+        self.policy.readsPerClient.allowance = settings.presence.roster_reads_per_client
         self.rosters.clear()
         self.rosterReader.timeout = settings.presence.roster_timeout
         self.privileges.serverDomain = settings.xmpp.domain

@@ -166,6 +166,11 @@ class HTTPSettings:
     @ivar max_streams: the most event streams open at once.
     @ivar max_streams_per_client: the most event streams open at once
         from one client address.
+    @ivar request_timeout: seconds a connection may stay idle, or take
+        to send a request whole, before it is closed.
+    @ivar max_connections: the most HTTP connections open at once.
+    @ivar max_connections_per_client: the most open at once from one
+        client address (trusted proxies apart).
     """
 
     listen: tuple[str, ...]
@@ -180,6 +185,9 @@ class HTTPSettings:
     stream_keepalive: float = 15.0
     max_streams: int = 10_000
     max_streams_per_client: int = 32
+    request_timeout: float = 15.0
+    max_connections: int = 20_000
+    max_connections_per_client: int = 256
 
 
 @dataclass(frozen=True)
@@ -202,6 +210,10 @@ class PresenceSettings:
         seen.
     @ivar avatars: whether users' avatars are read and served
         (C{type=avatar}); otherwise everyone gets the default picture.
+    @ivar roster_reads_in_flight: the most roster reads under way at once.
+    @ivar roster_reads_per_client: the most roster reads one client
+        address may cause per minute.
+    @ivar max_resources: the most resources kept per user.
     """
 
     public: bool
@@ -213,6 +225,9 @@ class PresenceSettings:
     store: Path | None = None
     last_seen: bool = True
     avatars: bool = True
+    roster_reads_in_flight: int = 64
+    roster_reads_per_client: int = 120
+    max_resources: int = 32
 
 
 @dataclass(frozen=True)
@@ -639,6 +654,9 @@ def fromString(text: str, name: str = "<string>") -> Settings:
         stream_keepalive=read.value("http", "stream_keepalive", _positiveSeconds, 15.0),
         max_streams=read.value("http", "max_streams", _positiveCount, 10_000),
         max_streams_per_client=read.value("http", "max_streams_per_client", _positiveCount, 32),
+        request_timeout=read.value("http", "request_timeout", _positiveSeconds, 15.0),
+        max_connections=read.value("http", "max_connections", _positiveCount, 20_000),
+        max_connections_per_client=read.value("http", "max_connections_per_client", _positiveCount, 256),
     )
     labels = {
         state: read.value("presence", key, str, DEFAULT_LABELS[state])
@@ -655,6 +673,9 @@ def fromString(text: str, name: str = "<string>") -> Settings:
         store=read.value("presence", "store", _store, None),
         last_seen=read.value("presence", "last_seen", _boolean, True),
         avatars=read.value("presence", "avatars", _boolean, True),
+        roster_reads_in_flight=read.value("presence", "roster_reads_in_flight", _positiveCount, 64),
+        roster_reads_per_client=read.value("presence", "roster_reads_per_client", _positiveCount, 120),
+        max_resources=read.value("presence", "max_resources", _positiveCount, 32),
     )
     read.rejectUnknown()
     if xmpp.mode == "component" and xmpp.jid and xmpp.jid == xmpp.domain:

@@ -20,11 +20,12 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.web import resource, server
 
+from presenced.access import RosterReadsSpent
 from presenced.answers import Body, answerHeaders
 from presenced.config import PresenceSettings, Settings
 from presenced.presence import PresenceTracker, Shown, State
-from presenced.ratelimit import RateLimitedLog
-from presenced.web import (BadRequest, BatchQuery, ClientAddressFormatter, StatusResource, answerLater,
+from presenced.ratelimit import Limits
+from presenced.web import (BadRequest, BatchQuery, StatusResource, answerLater,
                            finishAnswer, methodNotAllowed, parseBatch)
 
 #: What a user shows, as the bytes of its JSON object.
@@ -120,7 +121,7 @@ class PresenceEvents(service.Service):
 
     def __init__(self, tracker: PresenceTracker, render: Render, forbidden: Forbidden, decide: Decide,
                  clock: IReactorTime, keepalive: float = 15.0, maxStreams: int = 10_000,
-                 maxPerClient: int = 32, recheckEvery: float = 0.0) -> None:
+                 maxPerClient: int = 32, recheckEvery: float = 0.0, limits: Limits | None = None) -> None:
         self.tracker = tracker
         self.render = render
         self.forbidden = forbidden
@@ -130,7 +131,7 @@ class PresenceEvents(service.Service):
         self.maxStreams = maxStreams
         self.maxPerClient = maxPerClient
         self.recheckEvery = recheckEvery
-        self.refusals = RateLimitedLog(self.log, clock)
+        self.limits = Limits(clock) if limits is None else limits
         self._streams: set[EventStream] = set()
         self._byUser: dict[str, set[EventStream]] = {}
         self._byClient: dict[str, int] = {}
@@ -142,9 +143,12 @@ class PresenceEvents(service.Service):
         """
         Whether another stream may open for C{client}.
         """
-        if len(self._streams) >= self.maxStreams or self._byClient.get(client, 0) >= self.maxPerClient:
-            self.refusals.warn("Refusing an event stream: {count} open, {client_count} from one client",
-                               count=len(self._streams), client_count=self._byClient.get(client, 0))
+        if len(self._streams) >= self.maxStreams:
+            self.limits.hit("max_streams", "Refusing event streams: {max} are open", max=self.maxStreams)
+            return False
+        if self._byClient.get(client, 0) >= self.maxPerClient:
+            self.limits.hit("max_streams_per_client", "Refusing event streams from a client with {max} open",
+                            max=self.maxPerClient)
             return False
         return True
 
@@ -277,16 +281,14 @@ class EventsResource(StatusResource):
     C{status} decides it.
 
     @ivar events: the open streams.
-    @ivar clients: tells a request's client past trusted proxies; the
-        site's.
     """
 
     allowedMethods = (b"GET", b"OPTIONS")
+    answerTypes = ()
 
     def __init__(self, status: StatusResource, events: PresenceEvents) -> None:
         super().__init__(status.tracker, status.policy, status.renderer, status.scope, status.requesters)
         self.events = events
-        self.clients = ClientAddressFormatter()
 
     def reconfig(self, settings: Settings, images: dict[State, Body]) -> None:
         """
@@ -302,12 +304,14 @@ class EventsResource(StatusResource):
             query = parseBatch(request.args, self.scope.domains, self.requesters)
         except BadRequest as e:
             return self._refuse(request, 400, str(e))
-        address = self.clients.clientIP(request)
-        client = "unknown" if address is None else str(address)
+        client = self.clientOf(request)
         if not self.events.room(client):
             request.setHeader(b"Retry-After", b"%d" % RETRY_AFTER)
             return self._refuse(request, 503, "too many event streams are open; try again later")
-        decisions = self.decideAll(query)
+        try:
+            decisions = self.decideAll(query, client)
+        except RosterReadsSpent as e:
+            return self._tooMany(request, e)
         if isinstance(decisions, list):
             return self._open(request, query, decisions, client)
         return answerLater(request, decisions, lambda allowed: self._open(request, query, allowed, client))

@@ -25,6 +25,7 @@ from twisted.words.xish import domish
 from wokkel.subprotocols import XMPPHandler
 
 from presenced.config import XMPPSettings
+from presenced.ratelimit import Limits
 from presenced.streamparser import LinkXmlStream
 
 
@@ -78,6 +79,7 @@ class LinkStreamFactory(xmlstream.XmlStreamFactory):
     log = Logger()
     noisy = False
     protocol = LinkXmlStream
+    limits: Limits | None = None
     initialDelay = 1.0
     maxDelay = 60.0
     handshakeTimeout = 30.0
@@ -100,6 +102,7 @@ class LinkStreamFactory(xmlstream.XmlStreamFactory):
         delay, retries = self.delay, self.retries
         xs = super().buildProtocol(addr)
         self.delay, self.retries = delay, retries
+        xs.limits = self.limits
         return xs
 
     def _watchSetUp(self, xs: xmlstream.XmlStream) -> None:

@@ -211,6 +211,7 @@ class Metrics:
         rosters = getattr(service.mode, "rosters", None)
         if rosters is not None:
             rosters.metrics = self
+        service.limits.counted = self.limited
         service.metrics = self
 
     def requestFinished(self, request: server.Request) -> None:

@@ -23,9 +23,12 @@ since the epoch in a running reactor.
 from __future__ import annotations
 
 from enum import Enum
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import attr
+
+if TYPE_CHECKING:
+    from presenced.ratelimit import Limits
 
 
 class State(Enum):
@@ -140,17 +143,17 @@ class PresenceTracker:
     so that L{shown} is a plain lookup and a user costs little memory.
     Offline users are kept once they were seen going offline (or were
     restored so), for their last status text and when they left.  A user
-    keeps at most L{maxResources} resources, so that no user can make
+    keeps at most C{maxResources} resources, so that no user can make
     updates costly: a new resource beyond that replaces the one whose
-    presence is the oldest.
+    presence is the oldest, and C{limits} is told.
 
     @ivar observers: called with the user and what they show now, each
         time it comes to look different (see L{Shown.looksLike}).
     """
 
-    maxResources = 32
-
-    def __init__(self) -> None:
+    def __init__(self, maxResources: int = 32, limits: Limits | None = None) -> None:
+        self.maxResources = maxResources
+        self.limits = limits
         self._online: dict[str, tuple[ResourcePresence, ...]] = {}
         self._offline: dict[str, Shown] = {}
         self.observers: list[Observer] = []
@@ -173,6 +176,9 @@ class PresenceTracker:
         others = [p for p in current if p.resource != presence.resource]
         if len(others) >= self.maxResources:
             others.remove(min(reversed(others), key=_lastUpdate))
+            if self.limits is not None:
+                self.limits.hit("max_resources", "Dropped the oldest resource of a user who has more than "
+                                                 "{max} online", max=self.maxResources)
         others.append(presence)
         resources = tuple(sorted(others, key=ResourcePresence.sortKey, reverse=True))
         self._show(user, current[0], resources, presence.received)

@@ -23,6 +23,7 @@ from presenced.feed import PresenceFeed
 from presenced.link import LinkMonitor
 from presenced.listeners import Listeners
 from presenced.presence import PresenceTracker
+from presenced.ratelimit import Limits
 from presenced.store import LastSeenStore, StoreError
 from presenced.web import AccessLog, HealthReport, PresenceSite
 
@@ -65,6 +66,7 @@ class PresenceService(MultiService):
     @ivar listeners: its listening ports.
     @ivar health: the health summary.
     @ivar events: the open event streams, ended when presenced stops.
+    @ivar limits: where every limit tells what it refuses, cut or drops.
     @ivar metrics: told how each reload ended (C{"ok"}, C{"failed"} or
         C{"refused"}, see L{presenced.metrics.RELOAD_RESULTS}); C{None}:
         nothing is.
@@ -75,7 +77,7 @@ class PresenceService(MultiService):
     def __init__(self, settings: Settings, reactor, *, tracker: PresenceTracker, link: LinkMonitor,
                  scope: ServedScope, mode: ComponentMode | ClientMode, feed: PresenceFeed, site: PresenceSite,
                  listeners: Listeners, health: HealthReport, store: LastSeenStore,
-                 events: IService | None = None, configPath: str | None = None,
+                 events: IService | None = None, limits: Limits | None = None, configPath: str | None = None,
                  reloadOnHangup: bool = False) -> None:
         super().__init__()
         self.settings = settings
@@ -92,6 +94,7 @@ class PresenceService(MultiService):
         self.listeners = listeners
         self.health = health
         self.store = store
+        self.limits = Limits(reactor) if limits is None else limits
         self.metrics: Metrics | None = None
         self._reloading: defer.Deferred[bool] | None = None
         self._reloadAgain: defer.Deferred[bool] | None = None
@@ -214,6 +217,7 @@ class PresenceService(MultiService):
         try:
             self.scope.reconfig(new)
             self.site.reconfig(new, images)
+            self.tracker.maxResources = new.presence.max_resources
             self.mode.reconfig(new)
             self.store.reconfig(new.presence.store, storeFile)
             self.settings = new

@@ -34,6 +34,8 @@ from twisted.logger import Logger
 from twisted.words.protocols.jabber import xmlstream
 from twisted.words.xish import domish
 
+from presenced.ratelimit import Limits
+
 #: Joins namespace names and local names in expat's reports; not a
 #: character any XML 1.0 document may contain.
 SEPARATOR = "\x01"
@@ -383,10 +385,12 @@ class LinkXmlStream(xmlstream.XmlStream):
     on, on each connection.
 
     @ivar skippedStanzas: how many stanzas were skipped on this connection.
+    @ivar limits: told of each skipped stanza (as C{stanza_size}), if set.
     """
 
     log = Logger()
     skippedStanzas = 0
+    limits: Limits | None = None
 
     def _initializeStream(self) -> None:
         super()._initializeStream()
@@ -402,6 +406,8 @@ class LinkXmlStream(xmlstream.XmlStream):
         1st, 10th, 100th, ... on this connection.
         """
         self.skippedStanzas += 1
+        if self.limits is not None:
+            self.limits.count("stanza_size")
         if str(self.skippedStanzas).rstrip("0") == "1":
             self.log.warn("Skipped a stanza with {reason}: over the XMPP link's limits "
                           "({count} skipped on this connection)", reason=reason, count=self.skippedStanzas)

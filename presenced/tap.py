@@ -24,6 +24,7 @@ from presenced.link import LinkMonitor
 from presenced.listeners import Listeners
 from presenced.metrics import Metrics, MetricsResource
 from presenced.presence import PresenceTracker
+from presenced.ratelimit import Limits
 from presenced.service import PresenceService
 from presenced.sign import RequesterCheck
 from presenced.store import LastSeenStore, WriterThread
@@ -115,12 +116,14 @@ def buildService(settings: Settings, reactor, configPath: str | None = None,
     @raise OSError: an icon cannot be read.
     """
     xmpp, presence, http = settings.xmpp, settings.presence, settings.http
-    tracker = PresenceTracker()
+    limits = Limits(reactor)
+    tracker = PresenceTracker(presence.max_resources, limits)
     link = LinkMonitor(reactor)
     scope = ServedScope(xmpp.servedDomains)
-    mode = (ClientMode if xmpp.mode == "client" else ComponentMode)(settings, reactor, tracker, link, scope)
+    mode = (ClientMode if xmpp.mode == "client" else ComponentMode)(settings, reactor, tracker, link, scope, limits)
     feed = PresenceFeed(tracker, scope, reactor, mode.tracks)
     vcards = VCardReader(link, presence.roster_timeout)
+    mode.connection.factory.limits = limits
     for handler in [link, feed, vcards, *mode.handlers]:
         handler.setHandlerParent(mode.connection)
 
@@ -132,16 +135,16 @@ def buildService(settings: Settings, reactor, configPath: str | None = None,
         tracker,
         render=lambda user, shown: status.renderer.jsonObject(status.renderer.published(shown), user),
         forbidden=lambda user: status.renderer.jsonObject(FORBIDDEN, user),
-        decide=status.decide, clock=reactor)
+        decide=status.decide, clock=reactor, limits=limits)
     metrics = Metrics(reactor)
     site = buildSite(status, HealthResource(health), reactor,
                      {b"events": EventsResource(status, events), b"widget.js": WidgetResource(status)},
-                     MetricsResource(metrics.registry))
+                     MetricsResource(metrics.registry), limits)
     site.reconfig(settings, status.renderer.images)
     service = PresenceService(
         settings, reactor, tracker=tracker, link=link, scope=scope, mode=mode, feed=feed, site=site,
         listeners=Listeners(site, reactor, http.listen), health=health,
-        store=LastSeenStore(presence.store, tracker, reactor, storeThread), events=events,
+        store=LastSeenStore(presence.store, tracker, reactor, storeThread), events=events, limits=limits,
         configPath=configPath, reloadOnHangup=reloadOnHangup,
     )
     metrics.watch(service)

@@ -27,13 +27,15 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.web import http, pages, resource, server
 
 from presenced import __version__, jids
-from presenced.access import ServedScope, ViewPolicy
+from presenced.access import RosterReadsSpent, ServedScope, ViewPolicy
 from presenced.config import Settings
+from presenced.connections import ConnectionCaps, GuardedChannel, Refused
 from presenced.answers import (JSON, MAX_BADGE_TEXT, NO_CACHE, NOT_IN_XML, TEXT, AnswerRenderer, Body, avatarBody,
                                defaultAvatar)
 from presenced.avatars import AvatarCache
 from presenced.delivery import METHODS, Delivery
 from presenced.presence import PresenceTracker, Shown, State
+from presenced.ratelimit import Limits
 from presenced.sign import UNPROVEN, RequesterCheck
 
 if TYPE_CHECKING:
@@ -303,12 +305,15 @@ class StatusResource(resource.Resource):
         are shown, everyone gets the default one.
     @ivar delivery: the headers around every answer: CORS, validators,
         caching.
+    @ivar clients: tells a request's client past trusted proxies; the
+        site's.
     """
 
     isLeaf = True
     allowedMethods = METHODS
     answerTypes = KINDS
     redirectHosts: tuple[str, ...] = ()
+    clients: ClientAddressFormatter
 
     def __init__(self, tracker: PresenceTracker, policy: ViewPolicy,
                  renderer: AnswerRenderer, scope: ServedScope, requesters: RequesterCheck,
@@ -321,6 +326,7 @@ class StatusResource(resource.Resource):
         self.requesters = requesters
         self.avatars = self._avatarSource = avatars
         self.delivery = Delivery()
+        self.clients = ClientAddressFormatter()
 
     def reconfig(self, settings: Settings, images: dict[State, Body]) -> None:
         """
@@ -337,32 +343,52 @@ class StatusResource(resource.Resource):
             query = parseQuery(request.args, self.scope.domains, self.redirectHosts, self.requesters)
         except BadRequest as e:
             return self._refuse(request, 400, str(e))
-        decision = self.decide(query.user, query)
+        try:
+            decision = self.decide(query.user, query, self.clientOf(request))
+        except RosterReadsSpent as e:
+            return self._tooMany(request, e)
         if isinstance(decision, bool):
             return self._answer(request, query, self.shown(query.user, decision))
         return answerLater(request, decision,
                             lambda allowed: self._answer(request, query, self.shown(query.user, allowed)))
 
-    def decide(self, user: str, query: StatusQuery | BatchQuery) -> bool | defer.Deferred[bool]:
+    def clientOf(self, request: server.Request) -> str:
+        """
+        The address of C{request}'s client, past trusted proxies, as text;
+        C{"unknown"} when it cannot be told.
+        """
+        address = self.clients.clientIP(request)
+        return "unknown" if address is None else str(address)
+
+    def decide(self, user: str, query: StatusQuery | BatchQuery,
+               client: str | None = None) -> bool | defer.Deferred[bool]:
         """
         Whether C{query}'s requester may see C{user}'s presence: C{user}
         is on a served domain, the request proves its requester (or names
         none), and the view policy says yes; at once, or later.
+
+        @param client: the address of the HTTP client asking, counted
+            against its roster reads; C{None}: not counted.
+        @raise RosterReadsSpent: C{client} may cause no more roster reads
+            for now.
         """
         if user.partition("@")[2] not in self.scope.domains:
             return False
         requester = self.requesters.proven(user, query.requester, query.expires, query.signature)
         if requester is UNPROVEN or (query.namesRequester and query.requester is None):
             return False
-        return self.policy.mayView(user, requester)
+        return self.policy.mayView(user, requester, client)
 
-    def decideAll(self, query: BatchQuery) -> list[bool] | defer.Deferred[list[bool]]:
+    def decideAll(self, query: BatchQuery, client: str | None = None) -> list[bool] | defer.Deferred[list[bool]]:
         """
         L{decide} for each user of C{query}, in order: at once when all
         are known, else a Deferred of them all, the rosters they need read
         at the same time.
+
+        @raise RosterReadsSpent: C{client} may cause no more roster reads
+            for now.
         """
-        decisions = [self.decide(user, query) for user in query.users]
+        decisions = [self.decide(user, query, client) for user in query.users]
         if all(isinstance(decision, bool) for decision in decisions):
             return decisions
         return defer.gatherResults([defer.succeed(decision) if isinstance(decision, bool) else decision
@@ -418,6 +444,15 @@ class StatusResource(resource.Resource):
         """
         self.delivery.allowOrigin(request)
         return _plain(request, code, reason)
+
+    def _tooMany(self, request: server.Request, spent: RosterReadsSpent) -> bytes:
+        """
+        The answer to a client that caused too many roster reads: the same
+        whichever users it asked for.
+        """
+        request.setHeader(b"Retry-After", b"%d" % spent.retryAfter)
+        return self._refuse(request, 429, "too many subscribers-only requests from this address; "
+                                          "try again later")
 
     def _answer(self, request: server.Request, query: StatusQuery, shown: Shown) -> int:
         """
@@ -477,12 +512,17 @@ class StatusesResource(StatusResource):
     rosters of users in subscribers-only mode are read concurrently.
     """
 
+    answerTypes = ()
+
     def render_GET(self, request: server.Request) -> bytes | int:
         try:
             query = parseBatch(request.args, self.scope.domains, self.requesters)
         except BadRequest as e:
             return self._refuse(request, 400, str(e))
-        decisions = self.decideAll(query)
+        try:
+            decisions = self.decideAll(query, self.clientOf(request))
+        except RosterReadsSpent as e:
+            return self._tooMany(request, e)
         if isinstance(decisions, list):
             return self._answerBatch(request, query, decisions)
         return answerLater(request, decisions, lambda allowed: self._answerBatch(request, query, allowed))
@@ -930,6 +970,9 @@ class PresenceSite(server.Site):
         with its settings.
     @ivar metrics: the metrics resource, if any.
     @ivar endpoints: the resources under C{/plugins/presence/}, by name.
+    @ivar limits: where the connection caps and timeouts tell what they
+        close.
+    @ivar connections: the caps on open connections.
     @ivar requestObserver: called with every finished request, as it is
         logged, while anyone may read the metrics (C{[http] metrics_from}
         not empty); C{None}: nothing is.
@@ -938,12 +981,15 @@ class PresenceSite(server.Site):
     noisy = False
     displayTracebacks = False
     requestFactory = PresenceRequest
+    protocol = GuardedChannel
 
     def __init__(self, root: resource.IResource, status: StatusResource, health: HealthResource, reactor,
                  statuses: StatusesResource | None = None, answering: tuple[StatusResource, ...] = (),
-                 metrics: MetricsResource | None = None) -> None:
+                 metrics: MetricsResource | None = None, limits: Limits | None = None) -> None:
         self.logFormatter = ClientAddressFormatter()
         super().__init__(root, reactor=reactor, logFormatter=self.logFormatter, parsePOSTFormSubmission=False)
+        self.limits = Limits(reactor) if limits is None else limits
+        self.connections = ConnectionCaps(self.limits)
         self.status = status
         self.statuses = statuses
         self.answering = answering
@@ -958,7 +1004,11 @@ class PresenceSite(server.Site):
         """
         Serve with new settings, and the icons they name, from now on.
         """
-        self.logFormatter.trusted = settings.http.trusted_proxies
+        http = settings.http
+        self.logFormatter.trusted = self.connections.trusted = http.trusted_proxies
+        self.connections.maxConnections = http.max_connections
+        self.connections.maxPerClient = http.max_connections_per_client
+        self.timeOut = http.request_timeout
         self.status.reconfig(settings, images)
         if self.statuses is not None:
             self.statuses.reconfig(settings, images)
@@ -968,6 +1018,18 @@ class PresenceSite(server.Site):
         if self.metrics is not None:
             self.metrics.reconfig(settings)
         self._counting = bool(settings.http.metrics_from)
+
+    def buildProtocol(self, addr) -> http.HTTPChannel | Refused:
+        """
+        A channel for a new connection, or a L{Refused} one when it would
+        go over a cap of L{connections}.
+        """
+        host = getattr(addr, "host", None)
+        if not self.connections.admit(host):
+            return Refused()
+        channel = super().buildProtocol(addr)
+        channel.host, channel.counted = host, True
+        return channel
 
     def log(self, request: server.Request) -> None:
         super().log(request)
@@ -1017,7 +1079,7 @@ class _Directory(resource.Resource):
 
 def buildSite(status: StatusResource, health: HealthResource, reactor,
               more: Mapping[bytes, resource.Resource] = MappingProxyType({}),
-              metrics: MetricsResource | None = None) -> PresenceSite:
+              metrics: MetricsResource | None = None, limits: Limits | None = None) -> PresenceSite:
     """
     The HTTP site: C{/plugins/presence/status}, C{/plugins/presence/statuses}
     (answering with what C{status} is given, and its settings),
@@ -1040,9 +1102,9 @@ def buildSite(status: StatusResource, health: HealthResource, reactor,
     if metrics is not None:
         presence.putChild(b"metrics", metrics)
     answering = tuple(child for child in more.values() if isinstance(child, StatusResource))
-    site = PresenceSite(root, status, health, reactor, statuses, answering, metrics)
+    site = PresenceSite(root, status, health, reactor, statuses, answering, metrics, limits)
     site.endpoints = presence.children
-    health.clients = site.logFormatter
+    health.clients = status.clients = statuses.clients = site.logFormatter
     for child in [*more.values(), metrics]:
         if hasattr(child, "clients"):
             child.clients = site.logFormatter

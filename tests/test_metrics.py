@@ -332,3 +332,32 @@ def test_registriesKeepApart(tmp_path):
     finally:
         first.service.stopService()
         second.service.stopService()
+
+
+def test_endpointsWithoutTypesHaveAnEmptyType(daemon):
+    """
+    The batch and event-stream endpoints take no C{type}: their requests
+    are counted with an empty one, whatever the query holds.
+    """
+    site = daemon.service.site
+    request(site, "GET", "/plugins/presence/statuses?jid=alice@example.test&type=xml")
+    request(site, "GET", "/plugins/presence/statuses?jid=alice@example.test")
+    assert requests(daemon, endpoint="statuses", type="", code="200") == 2
+    assert requests(daemon, endpoint="statuses", type="image", code="200") is None
+
+
+def test_everyLimitIsCountedByName(daemon):
+    """
+    The limits tell the metrics each time they refuse, cut or drop
+    something: here a connection over the per-client cap and a stanza over
+    the link's size limit.
+    """
+    assert daemon.reload(http__max_connections_per_client="1") == [True]
+    first = Connection(daemon.service.site, "192.0.2.7")
+    second = Connection(daemon.service.site, "192.0.2.7")
+    assert second.transport.disconnecting and not first.transport.disconnecting
+    xs = daemon.connectXMPP()
+    xs.dataReceived(b"<presence from='alice@example.test/a'><status>"
+                    + b"x" * (xs.stream.maxStanzaSize + 10) + b"</status></presence>")
+    assert value(daemon, "presenced_limited_total", limit="max_connections_per_client") == 1
+    assert value(daemon, "presenced_limited_total", limit="stanza_size") == 1

@@ -7,7 +7,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from twisted.internet.address import IPv4Address
+from twisted.internet.error import ConnectionDone
 from twisted.internet.testing import StringTransport
+from twisted.python.failure import Failure
 from twisted.web.server import Site
 
 
@@ -55,6 +57,12 @@ class Connection:
         self.transport.clear()
         return Response(int(status.split()[1]), headers, rest[:length])
 
+    def close(self) -> None:
+        """
+        The client closes the connection.
+        """
+        self.channel.connectionLost(Failure(ConnectionDone()))
+
 
 def request(site: Site, method: str, target: str, body: bytes = b"", headers: dict[str, str] | None = None) -> Response:
     """
@@ -64,4 +72,5 @@ def request(site: Site, method: str, target: str, body: bytes = b"", headers: di
     connection.send(method, target, body, headers)
     response = connection.response(withBody=method != "HEAD")
     assert response is not None, "no complete answer"
+    connection.close()
     return response

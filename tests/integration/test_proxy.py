@@ -10,6 +10,7 @@ import pwd
 import shutil
 import subprocess
 import tempfile
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -124,3 +125,28 @@ async def test_healthDetailsFollowTheClientNginxSaw(world):
         nginx.stop()
     assert claimed == {"xmpp": "connected"}
     assert set(seen) == {"xmpp", "since", "users_online", "version"}
+
+
+def status(url: str) -> int:
+    try:
+        with urllib.request.urlopen(url, timeout=10) as answer:
+            return answer.status
+    except urllib.error.HTTPError as e:
+        return e.code
+
+
+@pytest_twisted.ensureDeferred
+async def test_nginxKeepsTheMetricsInside(world):
+    """
+    The shipped server block answers 404 for the metrics, which presenced
+    itself serves to loopback, where nginx comes from.
+    """
+    await world.start(public=True)
+    nginx = Nginx(world.port)
+    try:
+        direct = await threads.deferToThread(status, f"http://127.0.0.1:{world.port}/plugins/presence/metrics")
+        proxied = await threads.deferToThread(status, f"http://127.0.0.1:{nginx.port}/plugins/presence/metrics")
+        other = await threads.deferToThread(status, f"http://127.0.0.1:{nginx.port}/plugins/presence/health")
+    finally:
+        nginx.stop()
+    assert (direct, proxied, other) == (200, 404, 200)
