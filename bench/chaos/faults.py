@@ -61,6 +61,7 @@ async def run(harness: Harness, full: bool) -> Figures:
     is shown again.
     """
     figures = Figures(NUMBER, TITLE, harness.interpreter, full)
+    limited = harness.limited()
     kills = FULL_KILLS if full else SHORT_KILLS
     domain = harness.prosody.domain
     targets = [harness.statusTarget(harness.alice, kind) for kind in ("text", "json", "xml", "image")]
@@ -119,6 +120,7 @@ async def run(harness: Harness, full: bool) -> Figures:
     figures.add("kills (SIGKILL) and restarts", kills)
     figures.add("requests during the kills", sum(load.statuses.values()) + sum(load.errors.values()))
     figures.add("answers by status", dict(sorted(load.statuses.items())))
+    figures.add("refused or cut by presenced's limits", dict(sorted((harness.limited() - limited).items())))
     figures.expect("failed requests (connection errors, 5xx)", load.failed, 0)
     if load.errors:
         figures.add("connection errors", dict(load.errors))

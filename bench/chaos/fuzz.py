@@ -361,6 +361,7 @@ async def run(harness: Harness, full: bool) -> Figures:
     check the log, health and a known answer.
     """
     figures = Figures(NUMBER, TITLE, harness.interpreter, full)
+    limited = harness.limited()
     count = FULL_CASES if full else SHORT_CASES
     cases = list(Generator(harness.seed, harness.prosody.domain, harness.alice).cases(count))
     tracebacksBefore = harness.tracebacks()
@@ -389,6 +390,7 @@ async def run(harness: Harness, full: bool) -> Figures:
     figures.add("answers by status", dict(sorted(statuses.items())))
     figures.add("connections by ending", dict(sorted(endings.items())))
     figures.add("cases by kind", dict(sorted(kinds.items())))
+    figures.add("refused or cut by presenced's limits", dict(sorted((harness.limited() - limited).items())))
     figures.expect("5xx answers", sum(n for code, n in statuses.items() if code >= 500), 0)
     figures.expect("tracebacks in the log", harness.tracebacks() - tracebacksBefore, 0)
     figures.expect("daemon running", harness.running(), True)

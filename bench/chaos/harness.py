@@ -270,6 +270,16 @@ class Harness:
         found = re.search(rf"^{re.escape(name)} (\S+)$", answer.body.decode("utf-8", "replace"), re.MULTILINE)
         return float(found.group(1)) if found else None
 
+    def limited(self) -> Counter[str]:
+        """
+        What presenced's limits refused, cut or dropped so far, by limit
+        (C{presenced_limited_total}).
+        """
+        answer = self.get("/plugins/presence/metrics")
+        found = re.findall(r'^presenced_limited_total\{limit="([^"]*)"\} (\S+)$',
+                           answer.body.decode("utf-8", "replace"), re.MULTILINE)
+        return Counter({limit: int(float(value)) for limit, value in found})
+
     # The daemon
 
     def log(self) -> str:

@@ -39,6 +39,7 @@ async def run(harness: Harness, full: bool) -> Figures:
     for each reload to be done or aborted; check alice's label after each.
     """
     figures = Figures(NUMBER, TITLE, harness.interpreter, full)
+    limited = harness.limited()
     signals = FULL_SIGNALS if full else SHORT_SIGNALS
     logins, tracebacks = harness.logins(), harness.tracebacks()
     reconnects = harness.metric("presenced_xmpp_reconnects_total")
@@ -68,6 +69,7 @@ async def run(harness: Harness, full: bool) -> Figures:
     figures.expect("reloads aborted (broken files)", outcomes["aborted"], signals // 2)
     figures.add("requests during the storm", sum(load.statuses.values()) + sum(load.errors.values()))
     figures.add("answers by status", dict(sorted(load.statuses.items())))
+    figures.add("refused or cut by presenced's limits", dict(sorted((harness.limited() - limited).items())))
     figures.expect("failed requests (connection errors, 5xx)", load.failed, 0)
     if load.errors:
         figures.add("connection errors", dict(load.errors))

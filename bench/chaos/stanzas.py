@@ -197,13 +197,13 @@ async def run(harness: Harness, full: bool) -> Figures:
     presence from mallory; check the answers every L{BATCH} presences.
     """
     figures = Figures(NUMBER, TITLE, harness.interpreter, full)
+    limited = harness.limited()
     count = FULL_PRESENCES if full else SHORT_PRESENCES
     resources = FULL_RESOURCES if full else SHORT_RESOURCES
     mallory = f"mallory@{harness.prosody.domain}"
     many = f"many@{harness.prosody.domain}"
     logins, reconnects = harness.logins(), harness.metric("presenced_xmpp_reconnects_total")
     tracebacks, received = harness.tracebacks(), harness.metric("presenced_presence_stanzas_total")
-    skippedBefore = harness.log().count("Skipped a stanza")
     prosodyErrors = harness.prosody.log().count("Traceback")
     rssBefore = figures.add("presenced RSS before (MiB)", round(harness.rss() / 2 ** 20, 1))
 
@@ -255,6 +255,7 @@ async def run(harness: Harness, full: bool) -> Figures:
     await harness.sleep(0.5)
     await check()
     loggedIn = sum(not c.closed for c in manyClients)
+    resourcesOnline = harness.metric("presenced_resources_online")
 
     if sender.closed:
         dropped += 1
@@ -271,14 +272,15 @@ async def run(harness: Harness, full: bool) -> Figures:
     figures.add("of them over Prosody's 256 KiB stanza limit", oversized)
     figures.add("mallory's streams closed by Prosody (then logged in again)", dropped)
     figures.add("resources of one user logged in", f"{loggedIn} of {resources}")
+    figures.add("resources presenced tracked then, of all users", int(resourcesOnline))
     if loginFailures:
         figures.add("logins refused", dict(loginFailures))
     figures.add("presence stanzas presenced received",
                 int(harness.metric("presenced_presence_stanzas_total") - received))
-    figures.add("stanzas presenced skipped (over its limits)", harness.log().count("Skipped a stanza") - skippedBefore)
     figures.add("tracebacks in Prosody's own log", harness.prosody.log().count("Traceback") - prosodyErrors)
     figures.add("seconds", round(elapsed, 1))
     figures.add("answer checks (5 answer types, 2 users each)", checks)
+    figures.add("refused or cut by presenced's limits", dict(sorted((harness.limited() - limited).items())))
     figures.expect("malformed or failed answers", len(problems), 0)
     figures.expect("link drops (logins of presenced's link)", harness.logins() - logins, 0)
     figures.expect("link reconnects (metric)", int(harness.metric("presenced_xmpp_reconnects_total") - reconnects), 0)
