@@ -82,7 +82,8 @@ def main() -> None:
             raise
     print(table(results))
     planned = {number: title for number, title in PLANNED.items() if options.only is None}
-    options.output.write_text(markdown(results, machine(options.interpreters), command, date, planned),
+    descriptions = {scenario.NUMBER: scenario.__doc__ for scenario in scenarios}
+    options.output.write_text(markdown(results, machine(options.interpreters), command, date, planned, descriptions),
                               encoding="utf-8")
     print(f"\nwritten to {options.output}")
     sys.exit(0 if passed(results) else 1)

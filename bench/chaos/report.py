@@ -5,6 +5,8 @@ with the machine and the command that measured them.
 
 from __future__ import annotations
 
+import inspect
+import re
 import subprocess
 from typing import Iterable
 
@@ -66,9 +68,18 @@ def _cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
-def markdown(results: list[Figures], machine: dict, command: str, date: str, planned: dict[int, str]) -> str:
+def described(docstring: str) -> str:
     """
-    RELIABILITY.md: what was run, where, and every figure.
+    A scenario module's docstring as Markdown: its epytext C{code} as code.
+    """
+    return re.sub(r"[CL]\{([^}]*)\}", r"`\1`", inspect.cleandoc(docstring))
+
+
+def markdown(results: list[Figures], machine: dict, command: str, date: str, planned: dict[int, str],
+             descriptions: dict[int, str]) -> str:
+    """
+    RELIABILITY.md: what was run, where, and every figure, each scenario
+    with its C{descriptions}.
     """
     out = [
         "# presenced's reliability",
@@ -90,6 +101,8 @@ def markdown(results: list[Figures], machine: dict, command: str, date: str, pla
     for number in sorted({f.number for f in results}):
         runs = [f for f in results if f.number == number]
         out += [f"## {number}. {runs[0].title}", ""]
+        if number in descriptions:
+            out += [described(descriptions[number]), ""]
         interpreters = [f.interpreter for f in runs]
         out.append("| figure | " + " | ".join(interpreters) + " | criterion |")
         out.append("|---|" + "---|" * len(runs) + "---|")
