@@ -5,6 +5,8 @@ query strings over every parameter, percent-encodings, invalid UTF-8,
 huge and repeated parameters, unknown methods, broken request lines and
 headers, pipelined garbage, bodies that lie about their length.
 
+Half the cases go to presenced in public mode, half with subscribers
+only, where a C{req_jid} makes it read the user's roster from Prosody.
 No answer may be a 5xx, the log may hold no traceback, and afterwards
 health is 200 and alice's text answer is her status.
 
@@ -110,7 +112,7 @@ class Generator:
         self.domain = domain
         self.alice = alice
         self.kinds = [
-            (self.mutatedQuery, 30), (self.randomQuery, 10), (self.escapes, 10), (self.huge, 5),
+            (self.mutatedQuery, 30), (self.claims, 8), (self.randomQuery, 10), (self.escapes, 10), (self.huge, 5),
             (self.repeated, 5), (self.form, 6), (self.paths, 8), (self.oddMethod, 5), (self.brokenLine, 7),
             (self.brokenHeaders, 7), (self.pipelined, 4), (self.lyingBody, 3),
         ]
@@ -184,6 +186,21 @@ class Generator:
             position = r.randrange(len(query))
             query = query[:position] + r.choice(["&", "=", "%", "&&", "==", ";", "#", "+", "%26", ""]) + query[position + 1:]
         return Case("mutated query", self.request(r.choice(METHODS[:2]), self.status(query)))
+
+    def claims(self) -> Case:
+        """
+        A request about a user by a claimed requester, both well-formed
+        or nearly: what makes presenced read rosters with subscribers only.
+        """
+        r = self.random
+        users = ["alice", "mallory", "many", "nobody", self.text(3) or "x", "a" * 1023, "ALICE"]
+        jid, requester = (f"{r.choice(users)}@{self.domain}" for _ in range(2))
+        query = f"jid={self.encode(jid)}&req_jid={self.encode(requester)}&type={r.choice(TYPES[:7])}"
+        if r.random() < 0.3:
+            query += "&" + self.query(r.sample(PARAMETERS[2:], 2))
+        target = r.choice(["/plugins/presence/status", "/plugins/presence/statuses", "/plugins/presence/events"])
+        return Case("claimed requesters", self.request(r.choice(METHODS[:3]), f"{target}?{query}"),
+                    wait=1.0 if target.endswith("events") else 3.0)
 
     def randomQuery(self) -> Case:
         r = self.random
@@ -357,8 +374,10 @@ def send(port: int, case: Case) -> tuple[list[int], str]:
 
 async def run(harness: Harness, full: bool) -> Figures:
     """
-    Send the generated requests from L{WORKERS} threads at once, then
-    check the log, health and a known answer.
+    Send the generated requests from L{WORKERS} threads at once, the first
+    half to presenced in public mode, the second with subscribers only
+    (where a C{req_jid} makes it read rosters from Prosody); then check the
+    log, health and a known answer.
     """
     figures = Figures(NUMBER, TITLE, harness.interpreter, full)
     limited = harness.limited()
@@ -366,28 +385,42 @@ async def run(harness: Harness, full: bool) -> Figures:
     cases = list(Generator(harness.seed, harness.prosody.domain, harness.alice).cases(count))
     tracebacksBefore = harness.tracebacks()
 
-    def fuzz():
+    def fuzz(cases: list[Case]) -> list[tuple[list[int], str]]:
         with ThreadPoolExecutor(WORKERS) as pool:
             return list(pool.map(lambda case: send(harness.presenced.port, case), cases))
 
     started = time.monotonic()
-    outcomes = await threads.deferToThread(fuzz)
+    half = count // 2
+    outcomes = await threads.deferToThread(fuzz, cases[:half])
+    harness.writeSettings(public=False)
+    reloaded = await harness.reload()
+    lookups = harness.series("presenced_roster_cache_lookups_total", "result")
+    outcomes += await threads.deferToThread(fuzz, cases[half:])
+    lookups = harness.series("presenced_roster_cache_lookups_total", "result") - lookups
+    harness.writeSettings()
+    await harness.reload()
     elapsed = time.monotonic() - started
     statuses: Counter[int] = Counter()
+    private: Counter[int] = Counter()
     endings: Counter[str] = Counter()
     kinds: Counter[str] = Counter()
-    for case, (codes, ended) in zip(cases, outcomes):
+    for n, (case, (codes, ended)) in enumerate(zip(cases, outcomes)):
         if any(code >= 500 for code in codes) and len(figures.notes) < 10:
             figures.notes.append(f"{codes} for {case.kind}: {case.data[:160]!r}")
         statuses.update(codes)
+        if n >= half:
+            private.update(codes)
         endings[ended] += 1
         kinds[case.kind.split(" (")[0]] += 1
+    figures.expect("switch to subscribers only (SIGHUP)", reloaded, "done")
     figures.add("connections (generated cases)", len(cases))
     figures.add("requests written", sum(case.requests for case in cases))
     figures.add("bytes written", sum(len(case.data) for case in cases))
     figures.add("seed", harness.seed)
     figures.add("seconds", round(elapsed, 1))
     figures.add("answers by status", dict(sorted(statuses.items())))
+    figures.add("of them with subscribers only", dict(sorted(private.items())))
+    figures.add("roster cache lookups then", dict(sorted(lookups.items())))
     figures.add("connections by ending", dict(sorted(endings.items())))
     figures.add("cases by kind", dict(sorted(kinds.items())))
     figures.add("refused or cut by presenced's limits", dict(sorted((harness.limited() - limited).items())))

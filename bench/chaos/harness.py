@@ -270,15 +270,20 @@ class Harness:
         found = re.search(rf"^{re.escape(name)} (\S+)$", answer.body.decode("utf-8", "replace"), re.MULTILINE)
         return float(found.group(1)) if found else None
 
-    def limited(self) -> Counter[str]:
+    def series(self, name: str, label: str) -> Counter[str]:
         """
-        What presenced's limits refused, cut or dropped so far, by limit
-        (C{presenced_limited_total}).
+        The values of the metric C{name} by its one C{label}'s value.
         """
         answer = self.get("/plugins/presence/metrics")
-        found = re.findall(r'^presenced_limited_total\{limit="([^"]*)"\} (\S+)$',
+        found = re.findall(rf'^{re.escape(name)}\{{{label}="([^"]*)"\}} (\S+)$',
                            answer.body.decode("utf-8", "replace"), re.MULTILINE)
-        return Counter({limit: int(float(value)) for limit, value in found})
+        return Counter({value: int(float(number)) for value, number in found})
+
+    def limited(self) -> Counter[str]:
+        """
+        What presenced's limits refused, cut or dropped so far, by limit.
+        """
+        return self.series("presenced_limited_total", "limit")
 
     # The daemon
 
@@ -313,12 +318,12 @@ class Harness:
     def running(self) -> bool:
         return self.presenced.process.poll() is None
 
-    def writeSettings(self, extra: str = "") -> None:
+    def writeSettings(self, extra: str = "", public: bool = True) -> None:
         """
-        Write presenced's settings: the benchmark's public ones, with
-        C{extra} lines in C{[presence]}.
+        Write presenced's settings: the benchmark's, public unless asked,
+        with C{extra} lines in C{[presence]}.
         """
-        self.presenced.writeSettings(public=True)
+        self.presenced.writeSettings(public=public)
         if extra:
             with self.presenced.settings.open("a") as settings:
                 settings.write(extra.rstrip("\n") + "\n")
