@@ -622,7 +622,8 @@ def machine(interpreters: list[str]) -> dict:
         "cpu": model, "cores": os.cpu_count(), "memory_kib": int(memory),
         "kernel": platform.release(),
         "interpreters": {name: interpreterVersion(name) for name in interpreters},
-        "wrk": subprocess.run(["wrk", "-v"], capture_output=True, text=True).stdout.split("\n")[0].strip(),
+        "wrk": (subprocess.run(["wrk", "-v"], capture_output=True, text=True).stdout.split("\n")[0].strip()
+                if shutil.which("wrk") else "not installed"),
     }
 
 

@@ -68,7 +68,6 @@ class Delivery:
             origin.encode("ascii"): (_VARY, (b"Access-Control-Allow-Origin", origin.encode("ascii")), _EXPOSED)
             for origin in origins}
         self._preflight: Headers = (
-            (b"Access-Control-Allow-Methods", _ALLOW),
             (b"Access-Control-Allow-Headers", ALLOWED_HEADERS),
             (b"Access-Control-Max-Age", b"%d" % PREFLIGHT_MAX_AGE),
         )
@@ -140,15 +139,17 @@ class Delivery:
             request.setHeader(name, value)
         return self._allowListedOrigin(request) if self._listed else bool(self._anyOrigin)
 
-    def preflight(self, request: server.Request) -> bytes:
+    def preflight(self, request: server.Request, methods: tuple[bytes, ...] = METHODS) -> bytes:
         """
         Answer an C{OPTIONS} request, a preflight or not: C{204}, the
-        allowed methods, and for an origin that may read the answers what
-        its page may send.
+        allowed C{methods} (the resource's), and for an origin that may read
+        the answers what its page may send.
         """
+        allowed = _ALLOW if methods == METHODS else b", ".join(methods)
         request.setResponseCode(204)
-        request.setHeader(b"Allow", _ALLOW)
+        request.setHeader(b"Allow", allowed)
         if self.allowOrigin(request):
+            request.setHeader(b"Access-Control-Allow-Methods", allowed)
             for name, value in self._preflight:
                 request.setHeader(name, value)
         return b""

@@ -26,7 +26,7 @@ from presenced.config import PresenceSettings, Settings
 from presenced.presence import PresenceTracker, Shown, State
 from presenced.ratelimit import Limits
 from presenced.web import (BadRequest, BatchQuery, StatusResource, answerLater,
-                           finishAnswer, parseBatch)
+                           finishAnswer, methodNotAllowed, parseBatch)
 
 #: What a user shows, as the bytes of its JSON object.
 Render = Callable[[str, Shown], bytes]
@@ -357,6 +357,14 @@ class WidgetResource(resource.Resource):
         super().__init__()
         self.status = status
         self.body = Body(SCRIPT, (Path(__file__).parent / "widget.js").read_bytes())
+
+    def render(self, request: server.Request) -> bytes | int:
+        """
+        Answer GET and HEAD; any other method gets a plain 405.
+        """
+        if request.method not in (b"GET", b"HEAD"):
+            return methodNotAllowed(request, (b"GET", b"HEAD"))
+        return super().render(request)
 
     def render_GET(self, request: server.Request) -> int:
         return finishAnswer(request, self.status.delivery.send(request, self.body, None))

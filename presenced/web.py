@@ -425,7 +425,7 @@ class StatusResource(resource.Resource):
         """
         A preflight, or any C{OPTIONS} request: see L{Delivery.preflight}.
         """
-        return finishAnswer(request, self.delivery.preflight(request))
+        return finishAnswer(request, self.delivery.preflight(request, self.allowedMethods))
 
     def render(self, request: server.Request) -> bytes | int:
         """
@@ -573,6 +573,17 @@ _HEALTH = JSON + ((b"Cache-Control", NO_CACHE),)
 
 def _plain(request: server.Request, code: int, text: str) -> bytes:
     return _send(request, Body(_ERROR, (text + "\n").encode("utf-8")), code)
+
+
+def methodNotAllowed(request: server.Request, allowed: tuple[bytes, ...]) -> bytes:
+    """
+    The plain 405 answer for a method other than C{allowed}, which it names,
+    whatever the method: twisted.web would answer an unknown one with a
+    501 page of its own.
+    """
+    request.setHeader(b"Allow", b", ".join(allowed))
+    names = [method.decode("ascii") for method in allowed]
+    return _plain(request, 405, f"only {', '.join(names[:-1])} and {names[-1]} are allowed")
 
 
 _FORM = b"application/x-www-form-urlencoded"
@@ -757,6 +768,14 @@ class HealthResource(resource.Resource):
         Show the details to the networks of new settings from now on.
         """
         self.detailsFrom = settings.http.health_details_from
+
+    def render(self, request: server.Request) -> bytes:
+        """
+        Answer GET and HEAD; any other method gets a plain 405.
+        """
+        if request.method not in (b"GET", b"HEAD"):
+            return methodNotAllowed(request, (b"GET", b"HEAD"))
+        return super().render(request)
 
     def render_GET(self, request: server.Request) -> bytes:
         healthy, body = self.report()

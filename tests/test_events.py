@@ -362,6 +362,17 @@ def test_otherMethodsRefused():
     assert request(site.site, "OPTIONS", f"{EVENTS}?jid=a@example.test").code == 204
 
 
+def test_preflightNamesTheMethodsOfStreams():
+    """
+    A preflight of the event streams names the methods they answer, as
+    their 405 does, not those of the status answers.
+    """
+    response = request(Site().site, "OPTIONS", f"{EVENTS}?jid=a@example.test",
+                       headers={"Origin": "https://blog.example", "Access-Control-Request-Method": "GET"})
+    assert response.headers["allow"] == response.headers["access-control-allow-methods"] == "GET, OPTIONS"
+    assert request(Site().site, "PUT", EVENTS).headers["allow"] == "GET, OPTIONS"
+
+
 def test_streamsBeyondTheLimitsGet503():
     """
     Beyond max_streams_per_client from one address, or max_streams in
@@ -413,3 +424,15 @@ def test_widgetScript():
     assert b"data-presence-jid" in first.body
     again = request(site.site, "GET", "/plugins/presence/widget.js", headers={"If-None-Match": first.headers["etag"]})
     assert (again.code, again.body) == (304, b"")
+
+
+@pytest.mark.parametrize("method", ["POST", "PUT", "DELETE", "OPTIONS", "BREW"])
+def test_widgetScriptRefusesOtherMethodsWithAPlain405(method):
+    """
+    widget.js answers any method but GET and HEAD with a plain 405 naming
+    them, never twisted.web's 501 page.
+    """
+    response = request(Site().site, method, "/plugins/presence/widget.js")
+    assert (response.code, response.headers["allow"]) == (405, "GET, HEAD")
+    assert (response.headers["content-type"], response.body) == (
+        "text/plain; charset=utf-8", b"only GET and HEAD are allowed\n")

@@ -782,6 +782,18 @@ def test_healthHeadAnswersTheLengthOfGetAndLogsNothing(public):
         assert connection.transport.value() == b""
 
 
+@pytest.mark.parametrize("method", ["POST", "PUT", "DELETE", "OPTIONS", "BREW"])
+def test_healthRefusesOtherMethodsWithAPlain405(public, method):
+    """
+    Health answers any method but GET and HEAD with a plain 405 naming
+    them, never twisted.web's 501 page.
+    """
+    response = request(public.site, method, "/plugins/presence/health")
+    assert (response.code, response.headers["allow"]) == (405, "GET, HEAD")
+    assert (response.headers["content-type"], response.body) == (
+        "text/plain; charset=utf-8", b"only GET and HEAD are allowed\n")
+
+
 def healthFrom(fixture, peer, forwarded=None):
     """
     The JSON body of a health answer to a request from C{peer}.

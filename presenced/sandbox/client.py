@@ -94,6 +94,13 @@ class SandboxClient:
         roster = await self.roster.getRoster()
         return {entity.userhost(): item for entity, item in roster.items()}
 
+    @property
+    def closed(self) -> bool:
+        """
+        Whether the stream has ended, by either side.
+        """
+        return self._ended.called
+
     async def disconnect(self) -> None:
         """
         Close the stream, if it is open, and wait until it is closed.

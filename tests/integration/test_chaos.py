@@ -1,0 +1,89 @@
+"""
+The reliability scenarios of C{scripts/chaos} in their short sizes, against
+a real Prosody and the real C{twistd -n presenced} on this interpreter:
+each test asserts the criteria its scenario's figures must meet.
+"""
+
+from __future__ import annotations
+
+import platform
+
+import pytest_twisted
+from twisted.internet import reactor
+
+from bench.chaos import faults, fuzz, reloads, stanzas
+from bench.chaos.harness import Figures, Harness
+
+
+@pytest_twisted.async_yield_fixture(scope="module")
+async def harness():
+    h = Harness(reactor, "pypy" if platform.python_implementation() == "PyPy" else "cpython")
+    await h.start()
+    yield h
+    await h.stop()
+
+
+def assertMet(figures: Figures) -> None:
+    """
+    Every criterion of C{figures} is met but time limits, which
+    C{scripts/chaos} judges: a test does not depend on the machine's speed.
+    """
+    failed = [f for f in figures.failed if not f.timed]
+    assert not failed, "\n".join(f"{f.name}: {f.value!r}, wanted {f.criterion}" for f in failed)
+
+
+@pytest_twisted.ensureDeferred
+async def test_fuzzedRequestsGetNoServerErrorAndLeaveTheDaemonAnswering(harness):
+    """
+    Generated hostile requests get no 5xx answer and log no traceback;
+    health and a known user's answer are right afterwards.
+    """
+    figures = await fuzz.run(harness, full=False)
+    assertMet(figures)
+    assert figures["5xx answers"] == 0
+    assert sum(figures["answers by status"].values()) >= fuzz.SHORT_CASES
+    assert figures["alice's text afterwards"] == "Chaos baseline"
+
+
+@pytest_twisted.ensureDeferred
+async def test_hostileStanzasNeitherDropTheLinkNorBreakTheAnswers(harness):
+    """
+    Hostile presences from real users through Prosody, and one user with
+    many resources, leave presenced's link up and every answer
+    well-formed; the ordinary presence after them is shown.
+    """
+    figures = await stanzas.run(harness, full=False)
+    assertMet(figures)
+    assert figures["link drops (logins of presenced's link)"] == 0
+    assert figures["malformed or failed answers"] == 0
+    assert figures["presence stanzas presenced received"] > 0
+    assert figures["ordinary presence shown"] is True
+
+
+@pytest_twisted.ensureDeferred
+async def test_reloadStormKeepsTheLinkAndEndsWithTheLastGoodSettings(harness):
+    """
+    SIGHUPs alternating a good and a broken file, under load, fail no
+    request, never log the link in again, and leave the last good file's
+    settings in force.
+    """
+    figures = await reloads.run(harness, full=False)
+    assertMet(figures)
+    assert figures["failed requests (connection errors, 5xx)"] == 0
+    assert figures["XMPP logins of presenced's link"] == 0
+    assert figures["final label in force"] == reloads.label(reloads.SHORT_SIGNALS // 2)
+
+
+@pytest_twisted.ensureDeferred
+async def test_prosodyKilledUnderLoadFailsNoRequestAndComesBack(harness):
+    """
+    Prosody killed with SIGKILL and started again under load: no request
+    fails, after each kill nobody is shown online, and after each restart
+    health is 200 and the answers are right again.
+    """
+    figures = await faults.run(harness, full=False)
+    assertMet(figures)
+    assert figures["failed requests (connection errors, 5xx)"] == 0
+    assert figures["kills after which nobody was shown online"] == faults.SHORT_KILLS
+    assert figures["restarts after which the answers were right"] == faults.SHORT_KILLS
+    assert figures["links set up again (logins of presenced's link)"] == faults.SHORT_KILLS
