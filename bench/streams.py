@@ -149,6 +149,8 @@ domain = {prosody.domain}
 listen = tcp:{port}:interface=127.0.0.1:backlog=1024
 max_streams = {options.streams + options.fanout + 10}
 max_streams_per_client = {options.streams + options.fanout + 10}
+max_connections = {options.streams + options.fanout + 1000}
+max_connections_per_client = {options.streams + options.fanout + 1000}
 
 [presence]
 public = true

@@ -104,13 +104,18 @@ class GuardedChannel(http.HTTPChannel):
     host: str | None = None
     counted = False
     _arriving = None
+    _partial = False
 
     def dataReceived(self, data: bytes) -> None:
-        if self._arriving is None and self.timeOut and not self._handlingRequest:
-            self._arriving = self.callLater(self.timeOut, self._tooSlow)
+        # A request that arrives whole in one read, as most do, costs no
+        # timer: the deadline is set only for one still incomplete after it.
+        self._partial = True
         super().dataReceived(data)
+        if self._partial and self._arriving is None and self.timeOut and not self._handlingRequest:
+            self._arriving = self.callLater(self.timeOut, self._tooSlow)
 
     def allContentReceived(self) -> None:
+        self._partial = False
         self._stopArriving()
         super().allContentReceived()
 

@@ -340,3 +340,21 @@ def test_answersBeingWrittenAreNotTimedOut():
     assert not waiting.transport.disconnecting
     fixture.fetches["alice@example.test"].callback(frozenset({"bob@example.test"}))
     assert waiting.response().code == 200
+
+
+def test_wholeRequestsCostNoDeadline():
+    """
+    A request that arrives whole in one read sets no deadline of its own
+    (the idle timeout is twisted.web's); one that arrives in parts does.
+    """
+    fixture = Fixture()
+    fixture.site.timeOut = 15
+    connection = Connection(fixture.site)
+
+    def deadlines():
+        return [call for call in fixture.clock.getDelayedCalls() if "_tooSlow" in repr(call.func)]
+
+    connection.send("GET", f"{STATUS}?jid=a@example.test&type=text")
+    assert connection.response().code == 200 and deadlines() == []
+    connection.channel.dataReceived(b"GET / HTTP/1.1\r\n")
+    assert len(deadlines()) == 1
