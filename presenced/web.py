@@ -344,7 +344,7 @@ class StatusResource(resource.Resource):
         except BadRequest as e:
             return self._refuse(request, 400, str(e))
         try:
-            decision = self.decide(query.user, query, self.clientOf(request))
+            decision = self.decide(query.user, query, self.rosterClient(request, query))
         except RosterReadsSpent as e:
             return self._tooMany(request, e)
         if isinstance(decision, bool):
@@ -359,6 +359,14 @@ class StatusResource(resource.Resource):
         """
         address = self.clients.clientIP(request)
         return "unknown" if address is None else str(address)
+
+    def rosterClient(self, request: server.Request, query: StatusQuery | BatchQuery) -> str | None:
+        """
+        The client that C{request}'s roster reads count against: L{clientOf},
+        told only when the query names a requester (no roster is read
+        otherwise), as that costs more than many an answer.
+        """
+        return None if query.requester is None else self.clientOf(request)
 
     def decide(self, user: str, query: StatusQuery | BatchQuery,
                client: str | None = None) -> bool | defer.Deferred[bool]:
@@ -520,7 +528,7 @@ class StatusesResource(StatusResource):
         except BadRequest as e:
             return self._refuse(request, 400, str(e))
         try:
-            decisions = self.decideAll(query, self.clientOf(request))
+            decisions = self.decideAll(query, self.rosterClient(request, query))
         except RosterReadsSpent as e:
             return self._tooMany(request, e)
         if isinstance(decisions, list):
