@@ -298,10 +298,11 @@ class ConsentKeeper(PresenceClientProtocol):
 
     log = Logger()
 
-    def __init__(self, roster: ContactRoster, clock: IReactorTime) -> None:
+    def __init__(self, roster: ContactRoster, clock: IReactorTime, limits: Limits | None = None) -> None:
         super().__init__()
         self.roster = roster
         self.requests = RateLimitedLog(self.log, clock)
+        self.limits = limits
 
     def connectionInitialized(self) -> None:
         super().connectionInitialized()
@@ -317,6 +318,8 @@ class ConsentKeeper(PresenceClientProtocol):
                                user=entity.full())
             self.unsubscribed(entity)
         elif not self.roster.admit(entity.userhost()):
+            if self.limits is not None:
+                self.limits.count("max_contacts")
             self.requests.warn("Refusing a subscription request from {user}: the roster is full "
                                "([xmpp] max_contacts = {limit})", user=entity.userhost(),
                                limit=self.roster.maxContacts)
@@ -345,7 +348,7 @@ class ClientMode:
                  scope: Container[str], limits: Limits | None = None) -> None:
         self.connection = ClientConnection(reactor, settings.xmpp)
         self.contacts = ContactRoster(scope, tracker, settings.xmpp.max_contacts)
-        self.handlers = [self.contacts, ConsentKeeper(self.contacts, reactor)]
+        self.handlers = [self.contacts, ConsentKeeper(self.contacts, reactor, limits)]
         self.policy = self.contacts
         self.tracks = self.contacts.isContact
 

@@ -18,6 +18,7 @@ from twisted.words.xish import domish
 from wokkel.test.helpers import XmlStreamStub
 from zope.interface import directlyProvides
 
+from presenced.ratelimit import Limits
 from presenced.presence import OFFLINE, PresenceTracker, State
 from presenced.client import AccountAuthenticator, ConsentKeeper, ContactRoster, _SafeSASLInitializer
 
@@ -93,9 +94,9 @@ def test_tlsInitializerRequiredUnlessOff():
         assert found == ([] if expected is None else [expected])
 
 
-def keeper(domains=frozenset({"example.test"}), clock=None, maxContacts=10_000):
+def keeper(domains=frozenset({"example.test"}), clock=None, maxContacts=10_000, limits=None):
     roster = ContactRoster(domains, PresenceTracker(), maxContacts)
-    consent = ConsentKeeper(roster, clock or task.Clock())
+    consent = ConsentKeeper(roster, clock or task.Clock(), limits)
     stub = XmlStreamStub()
     consent.parent = SimpleNamespace(send=stub.xmlstream.send)
     consent.makeConnection(stub.xmlstream)
@@ -147,7 +148,10 @@ def test_subscriptionsRefusedWhenTheRosterIsFull():
     """
     from wokkel.xmppim import RosterItem, RosterRequest
 
-    roster, consent, stub = keeper(maxContacts=2)
+    limits = Limits(task.Clock())
+    counted = []
+    limits.counted = counted.append
+    roster, consent, stub = keeper(maxContacts=2, limits=limits)
     alice = JID("alice@example.test")
     roster.load({alice: RosterItem(alice, subscriptionTo=True, subscriptionFrom=True)})
     with capturedLogs() as events:
@@ -159,6 +163,7 @@ def test_subscriptionsRefusedWhenTheRosterIsFull():
         ("subscribed", "alice@example.test"), ("subscribe", "alice@example.test"),
     ]
     assert [e["user"] for e in events if e["log_level"] == LogLevel.warn] == ["carol@example.test"]
+    assert counted == ["max_contacts", "max_contacts"]
 
     push = RosterRequest()
     push.item = RosterItem(alice)
