@@ -11,7 +11,7 @@ import platform
 import pytest_twisted
 from twisted.internet import reactor
 
-from bench.chaos import clients, faults, fuzz, reloads, stanzas
+from bench.chaos import clients, enumeration, faults, fuzz, reloads, stanzas
 from bench.chaos.harness import Figures, Harness
 
 
@@ -105,3 +105,21 @@ async def test_halfRequestsAreClosedAtTheTimeoutAndAGreedyAddressIsCappedWhileOt
     assert figures["greedy connections closed at once"] > 0
     assert figures["well-behaved requests failed or not 200"] == 0
     assert sum(figures["answers by status"].values()) > 0
+
+
+@pytest_twisted.ensureDeferred
+async def test_floodOfRandomJIDsReadsRostersWithinTheAllowanceAndTellsNoUserFromAnother(harness):
+    """
+    Subscribers-only requests for random JIDs from one address make
+    presenced read no more rosters than that address's allowance; an
+    existing and a non-existing user get the same answers before the
+    allowance is spent and after.
+    """
+    figures = await enumeration.run(harness, full=False)
+    assertMet(figures)
+    assert figures["roster reads presenced made (fetch count)"] <= enumeration.ALLOWANCE + enumeration.IN_FLIGHT
+    assert figures["answers by status"][429] > 0
+    assert figures["before the flood: answers that differ between the users"] == 0
+    assert figures["after the flood: answers that differ between the users"] == 0
+    assert figures["before the flood: statuses of both users' answers"] == [200]
+    assert figures["after the flood: statuses of both users' answers"] == [429]
