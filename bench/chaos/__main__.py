@@ -1,6 +1,7 @@
 """
 Run the reliability scenarios against presenced on each interpreter, print
-their figures and write RELIABILITY.md.
+their figures and write RELIABILITY.md; with C{--only}, the sections of
+the other scenarios are kept from the file as it was.
 
     scripts/chaos [--short] [--only N ...] [--seed N] [--interpreters cpython pypy]
                   [--output RELIABILITY.md]
@@ -20,7 +21,7 @@ from twisted.internet import defer, task
 
 from bench.chaos import PLANNED, SCENARIOS
 from bench.chaos.harness import Figures, Harness
-from bench.chaos.report import markdown, passed, table
+from bench.chaos.report import earlier, markdown, passed, table
 from bench.run import RUNTIMES, machine
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -83,8 +84,11 @@ def main() -> None:
     print(table(results))
     planned = {number: title for number, title in PLANNED.items() if options.only is None}
     descriptions = {scenario.NUMBER: scenario.__doc__ for scenario in scenarios}
-    options.output.write_text(markdown(results, machine(options.interpreters), command, date, planned, descriptions),
-                              encoding="utf-8")
+    kept = None
+    if options.only is not None and options.output.exists():
+        kept = earlier(options.output.read_text(encoding="utf-8"), set(options.only))
+    options.output.write_text(markdown(results, machine(options.interpreters), command, date, planned, descriptions,
+                                       kept), encoding="utf-8")
     print(f"\nwritten to {options.output}")
     sys.exit(0 if passed(results) else 1)
 

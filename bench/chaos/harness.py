@@ -318,12 +318,16 @@ class Harness:
     def running(self) -> bool:
         return self.presenced.process.poll() is None
 
-    def writeSettings(self, extra: str = "", public: bool = True) -> None:
+    def writeSettings(self, extra: str = "", public: bool = True, http: str = "") -> None:
         """
         Write presenced's settings: the benchmark's, public unless asked,
-        with C{extra} lines in C{[presence]}.
+        with C{extra} lines in C{[presence]} and C{http} lines in
+        C{[http]}.
         """
         self.presenced.writeSettings(public=public)
+        if http:
+            text = self.presenced.settings.read_text()
+            self.presenced.settings.write_text(text.replace("\n[presence]\n", f"{http.rstrip()}\n\n[presence]\n", 1))
         if extra:
             with self.presenced.settings.open("a") as settings:
                 settings.write(extra.rstrip("\n") + "\n")

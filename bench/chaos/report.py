@@ -75,12 +75,39 @@ def described(docstring: str) -> str:
     return re.sub(r"[CL]\{([^}]*)\}", r"`\1`", inspect.cleandoc(docstring))
 
 
+def earlier(text: str, numbers: set[int]) -> dict:
+    """
+    From an earlier RELIABILITY.md, what a report of other scenarios keeps:
+    the sections of the scenarios not in C{numbers}, by number, where each
+    was measured (the command and date, as a line of the header) and
+    whether that run met every criterion.
+    """
+    field = lambda name: (re.search(rf"^- {name}: (.*)$", text, re.MULTILINE) or [None, ""])[1]  # noqa: E731
+    origins = {}
+    for found in re.finditer(r"^- scenarios ([\d, ]+): from (.*)$", text, re.MULTILINE):
+        origins.update({int(n): found.group(2) for n in found.group(1).split(", ")})
+    sections, measured = {}, {}
+    for found in re.finditer(r"^## (\d+)\. .*?(?=^## |\Z)", text, re.MULTILINE | re.DOTALL):
+        number = int(found.group(1))
+        if number not in numbers:
+            sections[number] = found.group(0).rstrip("\n") + "\n"
+            measured[number] = origins.get(number, f"{field('command')}, {field('date')}")
+    return {"sections": sections, "measured": measured, "met": field("result") == "every criterion met"}
+
+
 def markdown(results: list[Figures], machine: dict, command: str, date: str, planned: dict[int, str],
-             descriptions: dict[int, str]) -> str:
+             descriptions: dict[int, str], kept: dict | None = None) -> str:
     """
     RELIABILITY.md: what was run, where, and every figure, each scenario
-    with its C{descriptions}.
+    with its C{descriptions}; with the sections C{kept} from an earlier
+    run (see L{earlier}) of the scenarios not run.
     """
+    sections = (kept or {}).get("sections", {})
+    met = passed(results) and (not sections or kept["met"])
+    origins: dict[str, list[int]] = {}
+    for number in sorted(sections):
+        origins.setdefault(kept["measured"][number], []).append(number)
+    before = [f"- scenarios {', '.join(map(str, numbers))}: from {origin}" for origin, numbers in origins.items()]
     out = [
         "# presenced's reliability",
         "",
@@ -91,14 +118,18 @@ def markdown(results: list[Figures], machine: dict, command: str, date: str, pla
         "",
         f"- command: `{command}`",
         f"- date: {date}",
+        *before,
         f"- machine: {machine['cpu']}, {machine['cores']} cores, {machine['memory_kib'] / 1024 / 1024:.1f} GiB RAM,"
         f" Linux {machine['kernel']}",
         *(f"- {name}: {version}" for name, version in machine["interpreters"].items()),
         f"- {prosodyVersion()}",
-        f"- result: {'every criterion met' if passed(results) else '**some criteria not met**'}",
+        f"- result: {'every criterion met' if met else '**some criteria not met**'}",
         "",
     ]
-    for number in sorted({f.number for f in results}):
+    for number in sorted({f.number for f in results} | set(sections)):
+        if number in sections:
+            out += [sections[number]]
+            continue
         runs = [f for f in results if f.number == number]
         out += [f"## {number}. {runs[0].title}", ""]
         if number in descriptions:

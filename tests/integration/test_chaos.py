@@ -11,7 +11,7 @@ import platform
 import pytest_twisted
 from twisted.internet import reactor
 
-from bench.chaos import faults, fuzz, reloads, stanzas
+from bench.chaos import clients, enumeration, faults, fuzz, reloads, stanzas
 from bench.chaos.harness import Figures, Harness
 
 
@@ -87,3 +87,39 @@ async def test_prosodyKilledUnderLoadFailsNoRequestAndComesBack(harness):
     assert figures["kills after which nobody was shown online"] == faults.SHORT_KILLS
     assert figures["restarts after which the answers were right"] == faults.SHORT_KILLS
     assert figures["links set up again (logins of presenced's link)"] == faults.SHORT_KILLS
+
+
+@pytest_twisted.ensureDeferred
+async def test_halfRequestsAreClosedAtTheTimeoutAndAGreedyAddressIsCappedWhileOthersAreAnswered(harness):
+    """
+    A thousand half requests are all closed and counted as
+    request_timeout; of one address's flood of connections exactly
+    max_connections_per_client stay open and the rest are closed at once;
+    a client on another address gets every answer meanwhile.
+    """
+    figures = await clients.run(harness, full=False)
+    assertMet(figures)
+    assert figures["half requests closed by presenced"] == clients.SLOW
+    assert figures["counted as request_timeout"] == clients.SLOW
+    assert figures["greedy connections kept open"] == clients.PER_CLIENT
+    assert figures["greedy connections closed at once"] > 0
+    assert figures["well-behaved requests failed or not 200"] == 0
+    assert sum(figures["answers by status"].values()) > 0
+
+
+@pytest_twisted.ensureDeferred
+async def test_floodOfRandomJIDsReadsRostersWithinTheAllowanceAndTellsNoUserFromAnother(harness):
+    """
+    Subscribers-only requests for random JIDs from one address make
+    presenced read no more rosters than that address's allowance; an
+    existing and a non-existing user get the same answers before the
+    allowance is spent and after.
+    """
+    figures = await enumeration.run(harness, full=False)
+    assertMet(figures)
+    assert figures["roster reads presenced made (fetch count)"] <= enumeration.ALLOWANCE + enumeration.IN_FLIGHT
+    assert figures["answers by status"][429] > 0
+    assert figures["before the flood: answers that differ between the users"] == 0
+    assert figures["after the flood: answers that differ between the users"] == 0
+    assert figures["before the flood: statuses of both users' answers"] == [200]
+    assert figures["after the flood: statuses of both users' answers"] == [429]
