@@ -121,9 +121,19 @@ class GuardedChannel(http.HTTPChannel):
 
     def _tooSlow(self) -> None:
         self._arriving = None
-        self.site.limits.hit("request_timeout", "Closing HTTP connections whose request did not arrive "
-                                                "within {timeout} s", timeout=self.timeOut)
         self.timeoutConnection()
+
+    def timeoutConnection(self) -> None:
+        """
+        Close the connection, idle or with a request not received whole
+        in time; the latter is counted, whichever timer came first.
+        """
+        if self._partial and not self._handlingRequest:
+            self._partial = False
+            self.site.limits.hit("request_timeout", "Closing HTTP connections whose request did not arrive "
+                                                    "within {timeout} s", timeout=self.timeOut)
+        self._stopArriving()
+        super().timeoutConnection()
 
     def _stopArriving(self) -> None:
         if self._arriving is not None:

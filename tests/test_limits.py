@@ -358,3 +358,19 @@ def test_wholeRequestsCostNoDeadline():
     assert connection.response().code == 200 and deadlines() == []
     connection.channel.dataReceived(b"GET / HTTP/1.1\r\n")
     assert len(deadlines()) == 1
+
+
+def test_halfSentRequestIsCountedWhicheverTimerFiresFirst():
+    """
+    A request stopped half-way is closed by twisted.web's idle timeout as
+    soon as by the deadline: it is counted once either way.
+    """
+    fixture = Fixture()
+    fixture.site.timeOut = 15
+    fixture.site.limits = CountedLimits(fixture.clock)
+    stopped = Connection(fixture.site)
+    stopped.channel.dataReceived(b"GET /plugins/presence/status HTTP/1.1\r\n")
+    stopped.channel.timeoutConnection()
+    assert stopped.transport.disconnecting
+    assert fixture.site.limits.hits == ["request_timeout"]
+    assert not [call for call in fixture.clock.getDelayedCalls() if "_tooSlow" in repr(call.func)]
