@@ -11,7 +11,7 @@ no timeout cuts.
 
 from __future__ import annotations
 
-from ipaddress import IPv4Network, IPv6Network, ip_address
+from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_address
 
 from twisted.internet.protocol import Protocol
 from twisted.web import http
@@ -74,10 +74,19 @@ class ConnectionCaps:
         if not self.trusted:
             return False
         try:
-            address = ip_address(host)
+            return within(ip_address(host), self.trusted)
         except ValueError:
             return False
-        return any(address.version == network.version and address in network for network in self.trusted)
+
+
+def within(ip: IPv4Address | IPv6Address, networks: tuple[IPv4Network | IPv6Network, ...]) -> bool:
+    """
+    Whether C{ip} is on one of C{networks}; an IPv4-mapped IPv6 address
+    (an IPv4 client of a dual-stack listener) counts as its IPv4 address.
+    """
+    if ip.version == 6 and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return any(ip in network for network in networks)
 
 
 class Refused(Protocol):

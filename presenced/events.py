@@ -17,7 +17,6 @@ from typing import Callable, Union
 from twisted.application import service
 from twisted.internet import defer, task
 from twisted.internet.interfaces import IAddress, IReactorTime
-from twisted.logger import Logger
 from twisted.web import resource, server
 
 from presenced.access import RosterReadsSpent
@@ -116,7 +115,6 @@ class PresenceEvents(service.Service):
         access (the roster cache's TTL); C{0}: none.
     """
 
-    log = Logger()
     name = "events"
 
     def __init__(self, tracker: PresenceTracker, render: Render, forbidden: Forbidden, decide: Decide,

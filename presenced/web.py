@@ -29,7 +29,7 @@ from twisted.web import http, pages, resource, server
 from presenced import __version__, jids
 from presenced.access import RosterReadsSpent, ServedScope, ViewPolicy
 from presenced.config import Settings
-from presenced.connections import ConnectionCaps, GuardedChannel, Refused
+from presenced.connections import ConnectionCaps, GuardedChannel, Refused, within as _within
 from presenced.answers import (JSON, MAX_BADGE_TEXT, NO_CACHE, NOT_IN_XML, TEXT, AnswerRenderer, Body, avatarBody,
                                defaultAvatar)
 from presenced.avatars import AvatarCache
@@ -916,16 +916,6 @@ class ClientAddressFormatter:
 
 #: Headers that proxies name the client in, which presenced does not read.
 _OTHER_FORWARDING_HEADERS = (b"forwarded", b"x-real-ip")
-
-
-def _within(ip: IPv4Address | IPv6Address, networks: tuple[IPv4Network | IPv6Network, ...]) -> bool:
-    """
-    Whether C{ip} is on one of C{networks}; an IPv4-mapped IPv6 address
-    (an IPv4 client of a dual-stack listener) counts as its IPv4 address.
-    """
-    if ip.version == 6 and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    return any(ip in network for network in networks)
 
 
 def combinedLogLine(timestamp: str, request: server.Request, client) -> str:

@@ -118,12 +118,7 @@ async def run(harness: Harness, full: bool) -> Figures:
         return round(max(WATCH if v is None else v for v in values), 2)
 
     figures.add("kills (SIGKILL) and restarts", kills)
-    figures.add("requests during the kills", sum(load.statuses.values()) + sum(load.errors.values()))
-    figures.add("answers by status", dict(sorted(load.statuses.items())))
-    figures.add("refused or cut by presenced's limits", dict(sorted((harness.limited() - limited).items())))
-    figures.expect("failed requests (connection errors, 5xx)", load.failed, 0)
-    if load.errors:
-        figures.add("connection errors", dict(load.errors))
+    load.addFigures(figures, "during the kills", harness.limited() - limited)
     figures.add("seconds to show nobody online, each kill", [round(v, 3) if v is not None else "never" for v in offline])
     figures.within("seconds to show nobody online after a kill, worst", worst(offline), OFFLINE_WITHIN)
     figures.expect("kills after which nobody was shown online", sum(v is not None for v in offline), kills)

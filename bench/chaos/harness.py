@@ -425,6 +425,19 @@ class Load:
         """
         return sum(self.errors.values()) + sum(n for status, n in self.statuses.items() if status >= 500)
 
+    def addFigures(self, figures: Figures, during: str, limited: Counter[str]) -> None:
+        """
+        Add what the load got to C{figures}: its requests C{during} the
+        scenario, the answers by status, what presenced's limits refused
+        meanwhile (C{limited}), and the failed requests, which must be none.
+        """
+        figures.add(f"requests {during}", sum(self.statuses.values()) + sum(self.errors.values()))
+        figures.add("answers by status", dict(sorted(self.statuses.items())))
+        figures.add("refused or cut by presenced's limits", dict(sorted(limited.items())))
+        figures.expect("failed requests (connection errors, 5xx)", self.failed, 0)
+        if self.errors:
+            figures.add("connection errors", dict(self.errors))
+
     def _ask(self, offset: int) -> None:
         deadline = time.monotonic() + self.seconds
         connection = None

@@ -67,12 +67,7 @@ async def run(harness: Harness, full: bool) -> Figures:
     figures.add("SIGHUPs", signals)
     figures.expect("reloads done (good files)", outcomes["done"], (signals + 1) // 2)
     figures.expect("reloads aborted (broken files)", outcomes["aborted"], signals // 2)
-    figures.add("requests during the storm", sum(load.statuses.values()) + sum(load.errors.values()))
-    figures.add("answers by status", dict(sorted(load.statuses.items())))
-    figures.add("refused or cut by presenced's limits", dict(sorted((harness.limited() - limited).items())))
-    figures.expect("failed requests (connection errors, 5xx)", load.failed, 0)
-    if load.errors:
-        figures.add("connection errors", dict(load.errors))
+    load.addFigures(figures, "during the storm", harness.limited() - limited)
     figures.expect("XMPP logins of presenced's link", harness.logins() - logins, 0)
     figures.expect("link reconnects (metric)", int(harness.metric("presenced_xmpp_reconnects_total") - reconnects), 0)
     figures.expect("answers with settings not in force after a reload", len(wrong), 0)
