@@ -11,7 +11,7 @@ import re
 
 import pytest
 from OpenSSL.crypto import FILETYPE_PEM, dump_certificate
-from OpenSSL.SSL import Connection
+from OpenSSL.SSL import Connection as TLSConnection
 from twisted.internet.error import CannotListenError
 from twisted.internet.interfaces import IListeningPort, IOpenSSLServerConnectionCreator
 from twisted.internet.protocol import Factory, Protocol
@@ -73,7 +73,7 @@ class RecordingReactor(MemoryReactorClock):
             tlsProtocol = TLSMemoryBIOFactory(creator, False, Factory.forProtocol(Protocol)).buildProtocol(None)
             connection = creator.serverConnectionForTLS(tlsProtocol)
         else:
-            connection = Connection(creator.getContext(), None)
+            connection = TLSConnection(creator.getContext(), None)
         return dump_certificate(FILETYPE_PEM, connection.get_certificate())
 
 

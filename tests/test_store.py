@@ -20,7 +20,7 @@ from twisted.logger import LogLevel, capturedLogs, formatEvent
 
 from presenced import store
 from presenced.presence import PresenceTracker, ResourcePresence, State
-from presenced.store import LastSeenStore, StoreError, StoreFile
+from presenced.store import LastSeenStore, StoreError
 
 from storehelpers import ImmediateThread, storedRows, transactions
 

@@ -1202,7 +1202,7 @@ def test_requesterNotReadWhenItCannotMatter(signed):
     would be used.
     """
     expired = int(signed.clock.seconds()) - 1
-    for query in [f"jid=alice@example.test&req_jid=a@@b",
+    for query in ["jid=alice@example.test&req_jid=a@@b",
                   f"jid=alice@example.test&req_jid=a@@b&req_exp={expired}&req_sig=x",
                   f"jid=alice@other.test&req_jid=a@@b&req_exp={expiresIn(signed)}&req_sig=x"]:
         assert signed.get(f"{query}&type=text").body == b"Forbidden", query

@@ -91,7 +91,7 @@ class Stanzas:
         r = self.random
         return r.choice([
             f"<presence><show xmlns='urn:chaos:odd'>dnd</show>{self.status()}</presence>",
-            f"<presence><status xmlns='jabber:server'>server namespace</status></presence>",
+            "<presence><status xmlns='jabber:server'>server namespace</status></presence>",
             "<presence><c:show xmlns:c='jabber:client'>away</c:show><c:status xmlns:c='jabber:client'>"
             "prefixed</c:status></presence>",
             f"<presence><x xmlns='{escape(characters(r, 30))}'/>{self.status()}</presence>",
