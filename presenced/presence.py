@@ -149,6 +149,8 @@ class PresenceTracker:
 
     @ivar observers: called with the user and what they show now, each
         time it comes to look different (see L{Shown.looksLike}).
+    @ivar mostOnline: the most users online at once since it was last set
+        (to the users online then, see L{presenced.reclaim}).
     """
 
     def __init__(self, maxResources: int = 32, limits: Limits | None = None) -> None:
@@ -157,6 +159,7 @@ class PresenceTracker:
         self._online: dict[str, tuple[ResourcePresence, ...]] = {}
         self._offline: dict[str, Shown] = {}
         self.observers: list[Observer] = []
+        self.mostOnline = 0
 
     def available(self, user: str, presence: ResourcePresence) -> None:
         """
@@ -169,6 +172,8 @@ class PresenceTracker:
         if current is None:
             before = self._offline.pop(user, OFFLINE)
             self._show(user, before, (presence,), presence.received)
+            if len(self._online) > self.mostOnline:
+                self.mostOnline = len(self._online)
             return
         if len(current) == 1 and current[0].resource == presence.resource:
             self._show(user, current[0], (presence,), presence.received)
@@ -284,6 +289,14 @@ class PresenceTracker:
         if self.observers:
             for user in online:
                 self._tell(user, OFFLINE)
+
+    def compact(self) -> None:
+        """
+        Rebuild the tables of online and offline users, which keep the
+        room of every user they ever held, to the size of who they hold now.
+        """
+        self._online = dict(self._online)
+        self._offline = dict(self._offline)
 
     def onlineCount(self) -> int:
         """

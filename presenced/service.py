@@ -38,7 +38,8 @@ class PresenceService(MultiService):
     Its children are named C{store} (the embedded store, L{LastSeenStore},
     started first so that the model holds what it restores before the link
     starts), C{xmpp} (the link to the server) and C{http} (the listeners,
-    L{Listeners}).  L{reload} re-reads the settings file at
+    L{Listeners}); C{buildService} adds C{reclaim}, which gives memory
+    back once many users went offline.  L{reload} re-reads the settings file at
     C{configPath}; with C{reloadOnHangup}, SIGHUP does that, from the
     moment the service is built: one that arrives before the service has
     started (while twistd binds its ports and drops privileges) is applied

@@ -25,6 +25,7 @@ from presenced.listeners import Listeners
 from presenced.metrics import Metrics, MetricsResource
 from presenced.presence import PresenceTracker
 from presenced.ratelimit import Limits
+from presenced.reclaim import MemoryReclaimer
 from presenced.service import PresenceService
 from presenced.sign import RequesterCheck
 from presenced.store import LastSeenStore, WriterThread
@@ -149,6 +150,7 @@ def buildService(settings: Settings, reactor, configPath: str | None = None,
         store=LastSeenStore(presence.store, tracker, reactor, storeThread), events=events, limits=limits,
         configPath=configPath, reloadOnHangup=reloadOnHangup,
     )
+    MemoryReclaimer.forThisProcess(tracker, reactor).setServiceParent(service)
     metrics.watch(service)
     return service
 

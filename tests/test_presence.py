@@ -346,3 +346,22 @@ def test_stateFromShow():
     assert [stateFromShow(s) for s in ("chat", "away", "xa", "dnd", None, "bogus")] == [
         State.CHAT, State.AWAY, State.XA, State.DND, State.AVAILABLE, State.AVAILABLE,
     ]
+
+
+def test_mostOnlineIsTheHighWaterMarkOfUsersOnline():
+    """
+    C{mostOnline} counts users, not resources, and stays at the most seen
+    online at once while users leave, until it is set again.
+    """
+    tracker = PresenceTracker()
+    tracker.available("a@example.test", presence(resource="1"))
+    tracker.available("a@example.test", presence(resource="2"))
+    tracker.available("b@example.test", presence(resource="1"))
+    tracker.unavailable("a@example.test", None, None, 1.0)
+    tracker.available("c@example.test", presence(resource="1"))
+    assert (tracker.mostOnline, tracker.onlineCount()) == (2, 2)
+    tracker.clear()
+    assert tracker.mostOnline == 2
+    tracker.mostOnline = 0
+    tracker.available("d@example.test", presence(resource="1"))
+    assert tracker.mostOnline == 1

@@ -109,7 +109,7 @@ def test_makeService(tmp_path):
     """
     service = tap.makeService(validOptions(tmp_path), MemoryReactorClock())
     assert isinstance(service, PresenceService)
-    assert {child.name for child in service} == {"store", "xmpp", "http", "events"}
+    assert {child.name for child in service} == {"store", "xmpp", "http", "events", "reclaim"}
 
 
 def test_unopenableAccessLogRefusesToStart(tmp_path):
