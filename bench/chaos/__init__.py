@@ -12,14 +12,8 @@ report takes any list of their figures.
 
 from __future__ import annotations
 
-from bench.chaos import clients, enumeration, faults, fuzz, reloads, stanzas
+from bench.chaos import clients, enumeration, faults, fuzz, memory, reloads, stanzas
 
 #: Every scenario, in the order they run: Prosody is killed last, so that
 #: the others meet a link that never failed.
-SCENARIOS = [fuzz, stanzas, reloads, clients, enumeration, faults]
-
-#: Scenarios to come, by number, each to be a module like the others: they
-#: need limits that presenced does not have yet.
-PLANNED = {
-    7: "memory over time",
-}
+SCENARIOS = [fuzz, stanzas, reloads, clients, enumeration, memory, faults]

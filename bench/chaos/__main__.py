@@ -19,7 +19,7 @@ from pathlib import Path
 
 from twisted.internet import defer, task
 
-from bench.chaos import PLANNED, SCENARIOS
+from bench.chaos import SCENARIOS
 from bench.chaos.harness import Figures, Harness
 from bench.chaos.report import earlier, markdown, passed, table
 from bench.run import RUNTIMES, machine
@@ -82,12 +82,11 @@ def main() -> None:
         if e.code:
             raise
     print(table(results))
-    planned = {number: title for number, title in PLANNED.items() if options.only is None}
     descriptions = {scenario.NUMBER: scenario.__doc__ for scenario in scenarios}
     kept = None
     if options.only is not None and options.output.exists():
         kept = earlier(options.output.read_text(encoding="utf-8"), set(options.only))
-    options.output.write_text(markdown(results, machine(options.interpreters), command, date, planned, descriptions,
+    options.output.write_text(markdown(results, machine(options.interpreters), command, date, descriptions,
                                        kept), encoding="utf-8")
     print(f"\nwritten to {options.output}")
     sys.exit(0 if passed(results) else 1)

@@ -24,7 +24,7 @@ from typing import Any, Callable
 
 from twisted.internet import task, threads
 
-from bench.run import RUNTIMES, Presenced, environment
+from bench.run import Presenced, environment
 from presenced.sandbox.client import SandboxClient
 from presenced.sandbox.prosody import Prosody
 
@@ -32,6 +32,12 @@ PASSWORD = "chaos-password"
 
 #: The status message of the user who stays online, as text answers show it.
 BASELINE_STATUS = "Chaos baseline"
+
+#: Two more components of the harness's Prosody, for a scenario that needs
+#: more users online than can log in: a second presenced's, and the one
+#: whose users that presenced serves, which speaks for them.
+SECOND = "second.presence.example.test"
+CROWD = "crowd.example.test"
 
 
 @dataclass
@@ -128,7 +134,7 @@ class Harness:
         self.interpreter = interpreter
         self.say = say
         self.work = Path(tempfile.mkdtemp(prefix="presenced-chaos-"))
-        self.prosody = Prosody()
+        self.prosody = Prosody(otherComponents=(SECOND, CROWD))
         self.presenced = Presenced(interpreter, self.prosody, self.prosody.component, self.work)
         self.alice = f"alice@{self.prosody.domain}"
         self.clients: list[SandboxClient] = []

@@ -95,8 +95,7 @@ def earlier(text: str, numbers: set[int]) -> dict:
     return {"sections": sections, "measured": measured, "met": field("result") == "every criterion met"}
 
 
-def markdown(results: list[Figures], machine: dict, command: str, date: str, planned: dict[int, str],
-             descriptions: dict[int, str], kept: dict | None = None) -> str:
+def markdown(results: list[Figures], machine: dict, command: str, date: str, descriptions: dict[int, str], kept: dict | None = None) -> str:
     """
     RELIABILITY.md: what was run, where, and every figure, each scenario
     with its C{descriptions}; with the sections C{kept} from an earlier
@@ -149,10 +148,6 @@ def markdown(results: list[Figures], machine: dict, command: str, date: str, pla
         notes = [f"{f.interpreter}: {note}" for f in runs for note in f.notes]
         if notes:
             out += [""] + [f"- {_cell(note)}" for note in notes]
-        out.append("")
-    if planned:
-        out += ["## Not measured yet", ""]
-        out += [f"- {number}. {title}" for number, title in sorted(planned.items())]
         out.append("")
     return "\n".join(out)
 

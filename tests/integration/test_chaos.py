@@ -11,7 +11,7 @@ import platform
 import pytest_twisted
 from twisted.internet import reactor
 
-from bench.chaos import clients, enumeration, faults, fuzz, reloads, stanzas
+from bench.chaos import clients, enumeration, faults, fuzz, memory, reloads, stanzas
 from bench.chaos.harness import Figures, Harness
 
 
@@ -123,3 +123,20 @@ async def test_floodOfRandomJIDsReadsRostersWithinTheAllowanceAndTellsNoUserFrom
     assert figures["after the flood: answers that differ between the users"] == 0
     assert figures["before the flood: statuses of both users' answers"] == [200]
     assert figures["after the flood: statuses of both users' answers"] == [429]
+
+
+@pytest_twisted.ensureDeferred
+async def test_manyJIDsAndAChurningCrowdKeepMemoryUnderItsBoundAndTheAnswersRight(harness):
+    """
+    A crowd of users going offline and online, through Prosody, while
+    thousands of distinct JIDs are asked about: no request fails, the RSS
+    stays under its bound, the crowd's second coming reuses the memory of
+    the first, and every sampled user's answer is their last status.
+    """
+    figures = await memory.run(harness, full=False)
+    assertMet(figures)
+    assert figures["crowd users"] == memory.SHORT_USERS
+    assert figures["distinct JIDs asked about"] == memory.SHORT_JIDS
+    assert figures["answers by status"] == {200: memory.SHORT_JIDS}
+    assert figures["rounds of the whole crowd offline and back meanwhile"] >= 1
+    assert figures["users (of 20) whose text after the churn is not their last status"] == 0
