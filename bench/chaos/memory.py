@@ -4,7 +4,8 @@ component L{SECOND}) serves the users of L{CROWD}, a component of the same
 Prosody whose 100,000 users send their presence through Prosody to it --
 more users than could log in as clients.  Their stanzas have the shape
 Prosody forwards from real clients (caps, delay, show, status, priority,
-C{xml:lang}); the crowd answers presenced's pings.
+C{xml:lang}); the crowd would answer presenced's pings, which come every
+300 s, so in a long run only.
 
 With every user online, 1,000,000 distinct JIDs (of the served domain and
 of a thousand others) are asked about in turn for each answer type over

@@ -95,6 +95,17 @@ def earlier(text: str, numbers: set[int]) -> dict:
     return {"sections": sections, "measured": measured, "met": field("result") == "every criterion met"}
 
 
+def criteria(figures: list[Figure], interpreters: list[str]) -> str:
+    """
+    The criterion of one figure as each interpreter's run judged it: one,
+    or each interpreter's where they differ.
+    """
+    judged = [(interpreter, f.criterion) for interpreter, f in zip(interpreters, figures) if f.met is not None]
+    if len({criterion for _, criterion in judged}) <= 1:
+        return judged[0][1] if judged else ""
+    return "; ".join(f"{interpreter}: {criterion}" for interpreter, criterion in judged)
+
+
 def markdown(results: list[Figures], machine: dict, command: str, date: str, descriptions: dict[int, str], kept: dict | None = None) -> str:
     """
     RELIABILITY.md: what was run, where, and every figure, each scenario
@@ -141,7 +152,7 @@ def markdown(results: list[Figures], machine: dict, command: str, date: str, des
             for figures in runs:
                 f = figures.figures[row] if row < len(figures.figures) else None
                 cells.append("" if f is None else _cell(show(f.value)) + (" ✗" if f.met is False else ""))
-            criterion = f"{figure.criterion}" if figure.met is not None else ""
+            criterion = criteria([figures.figures[row] for figures in runs if row < len(figures.figures)], interpreters)
             out.append(f"| {_cell(figure.name)} | " + " | ".join(cells) + f" | {_cell(criterion)} |")
         out.append("")
         out.append("Seconds: " + ", ".join(f"{f.interpreter} {f.seconds:.0f}" for f in runs) + ".")
