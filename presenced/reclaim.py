@@ -56,9 +56,9 @@ class MemoryReclaimer(service.Service):
     Every L{interval} seconds, looks at how many users are online; when
     that has fallen to half the most online at once since the last reclaim
     (L{PresenceTracker.mostOnline}), or less, and by at least L{minimum}
-    users, gives memory back: the model's tables
-    are compacted, the garbage collected and the C library's free memory
-    returned to the system.  That takes a moment of the reactor, so it is
+    users, gives memory back: the model's tables are compacted, the
+    garbage collected and the C library's free memory returned to the
+    system.  That takes a moment of the reactor, so it is
     done once per such fall, not per user who leaves.
 
     @ivar trim: returns the C library's free memory, or C{None}.

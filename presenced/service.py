@@ -39,8 +39,8 @@ class PresenceService(MultiService):
     started first so that the model holds what it restores before the link
     starts), C{xmpp} (the link to the server) and C{http} (the listeners,
     L{Listeners}); C{buildService} adds C{reclaim}, which gives memory
-    back once many users went offline.  L{reload} re-reads the settings file at
-    C{configPath}; with C{reloadOnHangup}, SIGHUP does that, from the
+    back once many users went offline.  L{reload} re-reads the settings
+    file at C{configPath}; with C{reloadOnHangup}, SIGHUP does that, from the
     moment the service is built: one that arrives before the service has
     started (while twistd binds its ports and drops privileges) is applied
     once it has, and one after it has stopped is ignored.

@@ -29,7 +29,7 @@ from twisted.web import http, pages, resource, server
 from presenced import __version__, jids
 from presenced.access import RosterReadsSpent, ServedScope, ViewPolicy
 from presenced.config import Settings
-from presenced.connections import ConnectionCaps, GuardedChannel, Refused, within as _within
+from presenced.connections import ConnectionCaps, GuardedChannel, Refused, within
 from presenced.answers import (JSON, MAX_BADGE_TEXT, NO_CACHE, NOT_IN_XML, TEXT, AnswerRenderer, Body, avatarBody,
                                defaultAvatar)
 from presenced.avatars import AvatarCache
@@ -879,7 +879,7 @@ class ClientAddressFormatter:
         C{networks}; not when it cannot be told.
         """
         client = self.clientIP(request)
-        return client is not None and _within(client, networks)
+        return client is not None and within(client, networks)
 
     def clientIP(self, request: server.Request) -> IPv4Address | IPv6Address | None:
         """
@@ -901,7 +901,7 @@ class ClientAddressFormatter:
         headers = request.requestHeaders
         header = b",".join(headers.getRawHeaders(b"x-forwarded-for", []))
         hops = [hop.strip() for hop in header.decode("latin-1").split(",") if hop.strip()]
-        if not hops or not _within(client, self.trusted):
+        if not hops or not within(client, self.trusted):
             forwarded = hops or any(headers.hasHeader(name) for name in _OTHER_FORWARDING_HEADERS)
             return None if forwarded else client
         for hop in reversed(hops):
@@ -909,7 +909,7 @@ class ClientAddressFormatter:
                 client = ip_address(hop)
             except ValueError:
                 return None
-            if not _within(client, self.trusted):
+            if not within(client, self.trusted):
                 break
         return client
 

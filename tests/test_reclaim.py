@@ -4,56 +4,52 @@ offline.
 """
 
 from twisted.internet.task import Clock
+from twisted.logger import capturedLogs
 
 from presenced.presence import PresenceTracker
 from presenced.reclaim import MemoryReclaimer, cLibraryTrim, residentBytes
 from test_presence import presence
 
 
-class Recorder:
+class Scene:
     """
-    Stands in for the collector and the C library's trim, recording the
-    order of their calls.
+    A model, a reclaimer started on a fake clock (reclaiming falls of 10
+    users or more), and stand-ins for the collector and the C library's
+    trim that record the order of their calls in L{calls}.
     """
 
-    def __init__(self) -> None:
-        self.calls: list[str] = []
+    def __init__(self, resident=lambda: None) -> None:
+        self.tracker, self.clock, self.calls = PresenceTracker(), Clock(), []
+        self.reclaimer = MemoryReclaimer(self.tracker, self.clock, trim=lambda: self.calls.append("trim"),
+                                         collect=lambda: self.calls.append("collect"), resident=resident)
+        self.reclaimer.minimum = 10
+        self.reclaimer.startService()
 
-    def collect(self) -> int:
-        self.calls.append("collect")
-        return 0
+    def online(self, users: range) -> None:
+        for n in users:
+            self.tracker.available(f"user{n}@example.test", presence(resource="r"))
 
-    def trim(self) -> None:
-        self.calls.append("trim")
+    def offline(self, users: range) -> None:
+        for n in users:
+            self.tracker.unavailable(f"user{n}@example.test", "r", None, 0.0)
 
-
-def online(tracker: PresenceTracker, users: range) -> None:
-    for n in users:
-        tracker.available(f"user{n}@example.test", presence(resource="r"))
-
-
-def offline(tracker: PresenceTracker, users: range) -> None:
-    for n in users:
-        tracker.unavailable(f"user{n}@example.test", "r", None, 0.0)
-
-
-def reclaimer(tracker: PresenceTracker, clock: Clock, recorder: Recorder, resident=lambda: None) -> MemoryReclaimer:
-    r = MemoryReclaimer(tracker, clock, trim=recorder.trim, collect=recorder.collect, resident=resident)
-    r.minimum = 10
-    r.startService()
-    return r
+    def checked(self, times: int = 1) -> list[str]:
+        """
+        Let the reclaimer check C{times} times; the calls so far.
+        """
+        self.clock.advance(MemoryReclaimer.interval * times)
+        return self.calls
 
 
 def test_nothingIsReclaimedWhileUsersComeOnline():
     """
     While the users online only grow, nothing is collected or trimmed.
     """
-    tracker, clock, recorder = PresenceTracker(), Clock(), Recorder()
-    reclaimer(tracker, clock, recorder)
+    scene = Scene()
     for step in range(5):
-        online(tracker, range(step * 20, step * 20 + 20))
-        clock.advance(MemoryReclaimer.interval)
-    assert recorder.calls == []
+        scene.online(range(step * 20, step * 20 + 20))
+        scene.checked()
+    assert scene.calls == []
 
 
 def test_halfTheUsersGoneOfflineIsReclaimedOnce():
@@ -62,16 +58,13 @@ def test_halfTheUsersGoneOfflineIsReclaimedOnce():
     C{minimum}, the next check collects and then trims; the next one, with
     no further fall, does nothing.
     """
-    tracker, clock, recorder = PresenceTracker(), Clock(), Recorder()
-    reclaimer(tracker, clock, recorder)
-    online(tracker, range(40))
-    clock.advance(MemoryReclaimer.interval)
-    offline(tracker, range(20))
-    assert recorder.calls == []
-    clock.advance(MemoryReclaimer.interval)
-    assert recorder.calls == ["collect", "trim"]
-    clock.advance(MemoryReclaimer.interval * 3)
-    assert recorder.calls == ["collect", "trim"]
+    scene = Scene()
+    scene.online(range(40))
+    scene.checked()
+    scene.offline(range(20))
+    assert scene.calls == []
+    assert scene.checked() == ["collect", "trim"]
+    assert scene.checked(3) == ["collect", "trim"]
 
 
 def test_usersWhoCameAndWentBetweenTwoChecksAreReclaimed():
@@ -80,13 +73,11 @@ def test_usersWhoCameAndWentBetweenTwoChecksAreReclaimed():
     checks saw: users who came online and left between two checks are
     reclaimed too.
     """
-    tracker, clock, recorder = PresenceTracker(), Clock(), Recorder()
-    reclaimer(tracker, clock, recorder)
-    online(tracker, range(40))
-    offline(tracker, range(40))
-    clock.advance(MemoryReclaimer.interval)
-    assert recorder.calls == ["collect", "trim"]
-    assert tracker.mostOnline == 0
+    scene = Scene()
+    scene.online(range(40))
+    scene.offline(range(40))
+    assert scene.checked() == ["collect", "trim"]
+    assert scene.tracker.mostOnline == 0
 
 
 def test_aFallFromTheLastReclaimIsMeasuredAgain():
@@ -94,15 +85,13 @@ def test_aFallFromTheLastReclaimIsMeasuredAgain():
     After a reclaim, the most seen online starts again from who is online
     then: a further fall to half of that is reclaimed too.
     """
-    tracker, clock, recorder = PresenceTracker(), Clock(), Recorder()
-    reclaimer(tracker, clock, recorder)
-    online(tracker, range(80))
-    clock.advance(MemoryReclaimer.interval)
-    offline(tracker, range(40))
-    clock.advance(MemoryReclaimer.interval)
-    offline(tracker, range(40, 60))
-    clock.advance(MemoryReclaimer.interval)
-    assert recorder.calls == ["collect", "trim"] * 2
+    scene = Scene()
+    scene.online(range(80))
+    scene.checked()
+    scene.offline(range(40))
+    scene.checked()
+    scene.offline(range(40, 60))
+    assert scene.checked() == ["collect", "trim"] * 2
 
 
 def test_smallFallsAreNotReclaimed():
@@ -110,13 +99,11 @@ def test_smallFallsAreNotReclaimed():
     A fall to half that is smaller than C{minimum} users is not worth a
     collection.
     """
-    tracker, clock, recorder = PresenceTracker(), Clock(), Recorder()
-    reclaimer(tracker, clock, recorder)
-    online(tracker, range(12))
-    clock.advance(MemoryReclaimer.interval)
-    offline(tracker, range(9))
-    clock.advance(MemoryReclaimer.interval)
-    assert recorder.calls == []
+    scene = Scene()
+    scene.online(range(12))
+    scene.checked()
+    scene.offline(range(9))
+    assert scene.checked() == []
 
 
 def test_noFallShortOfHalfIsReclaimed():
@@ -124,27 +111,23 @@ def test_noFallShortOfHalfIsReclaimed():
     Users leaving, however many, while more than half the most seen stay
     online, are not reclaimed.
     """
-    tracker, clock, recorder = PresenceTracker(), Clock(), Recorder()
-    reclaimer(tracker, clock, recorder)
-    online(tracker, range(100))
-    clock.advance(MemoryReclaimer.interval)
-    offline(tracker, range(49))
-    clock.advance(MemoryReclaimer.interval)
-    assert recorder.calls == []
+    scene = Scene()
+    scene.online(range(100))
+    scene.checked()
+    scene.offline(range(49))
+    assert scene.checked() == []
 
 
 def test_withoutATrimItStillCollects():
     """
     Where the C library cannot trim, a reclaim still collects.
     """
-    tracker, clock, recorder = PresenceTracker(), Clock(), Recorder()
-    r = reclaimer(tracker, clock, recorder)
-    r.trim = None
-    online(tracker, range(20))
-    clock.advance(MemoryReclaimer.interval)
-    offline(tracker, range(20))
-    clock.advance(MemoryReclaimer.interval)
-    assert recorder.calls == ["collect"]
+    scene = Scene()
+    scene.reclaimer.trim = None
+    scene.online(range(20))
+    scene.checked()
+    scene.offline(range(20))
+    assert scene.checked() == ["collect"]
 
 
 def test_aReclaimKeepsWhatTheModelKnows():
@@ -152,17 +135,15 @@ def test_aReclaimKeepsWhatTheModelKnows():
     Compacting the model's tables keeps every user's presence: those still
     online and the offline ones' last status.
     """
-    tracker, clock, recorder = PresenceTracker(), Clock(), Recorder()
-    reclaimer(tracker, clock, recorder)
-    online(tracker, range(30))
-    clock.advance(MemoryReclaimer.interval)
-    tracker.unavailable("user0@example.test", "r", "Gone fishing", 5.0)
-    offline(tracker, range(1, 20))
-    clock.advance(MemoryReclaimer.interval)
-    assert recorder.calls == ["collect", "trim"]
-    assert tracker.onlineCount() == 10
-    assert tracker.shown("user25@example.test").state.value == "available"
-    gone = tracker.shown("user0@example.test")
+    scene = Scene()
+    scene.online(range(30))
+    scene.checked()
+    scene.tracker.unavailable("user0@example.test", "r", "Gone fishing", 5.0)
+    scene.offline(range(1, 20))
+    assert scene.checked() == ["collect", "trim"]
+    assert scene.tracker.onlineCount() == 10
+    assert scene.tracker.shown("user25@example.test").state.value == "available"
+    gone = scene.tracker.shown("user0@example.test")
     assert (gone.state.value, gone.status, gone.lastSeen) == ("offline", "Gone fishing", 5.0)
 
 
@@ -171,20 +152,13 @@ def test_aReclaimIsLoggedWithWhatItGaveBack():
     A reclaim logs how many users left, how much memory it gave back and
     how much is in use.
     """
-    from twisted.logger import globalLogPublisher
-
-    events = []
-    globalLogPublisher.addObserver(events.append)
-    try:
-        tracker, clock, recorder = PresenceTracker(), Clock(), Recorder()
-        sizes = iter([300 * 2 ** 20, 200 * 2 ** 20])
-        reclaimer(tracker, clock, recorder, resident=lambda: next(sizes))
-        online(tracker, range(20))
-        clock.advance(MemoryReclaimer.interval)
-        offline(tracker, range(20))
-        clock.advance(MemoryReclaimer.interval)
-    finally:
-        globalLogPublisher.removeObserver(events.append)
+    sizes = iter([300 * 2 ** 20, 200 * 2 ** 20])
+    scene = Scene(resident=lambda: next(sizes))
+    scene.online(range(20))
+    scene.checked()
+    scene.offline(range(20))
+    with capturedLogs() as events:
+        scene.checked()
     (event,) = [e for e in events if e.get("log_namespace") == "presenced.reclaim.MemoryReclaimer"]
     assert (event["left"], event["mib"], event["now"]) == (20, 100.0, 200.0)
 
@@ -193,9 +167,9 @@ def test_stoppedItChecksNoMore():
     """
     A stopped reclaimer leaves no call pending on the clock.
     """
-    tracker, clock, recorder = PresenceTracker(), Clock(), Recorder()
-    reclaimer(tracker, clock, recorder).stopService()
-    assert clock.getDelayedCalls() == []
+    scene = Scene()
+    scene.reclaimer.stopService()
+    assert scene.clock.getDelayedCalls() == []
 
 
 def test_thisProcessCanTrimAndTellItsSize():

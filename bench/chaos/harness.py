@@ -114,6 +114,55 @@ class Answer:
     error: str = ""
 
 
+def get(port: int, target: str, timeout: float = 5.0) -> Answer:
+    """
+    GET C{target} (a path and query) from the presenced on C{port}, on a
+    connection of its own.
+    """
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        connection.request("GET", target)
+        response = connection.getresponse()
+        return Answer(response.status, response.read())
+    except (OSError, http.client.HTTPException) as e:
+        return Answer(0, error=f"{type(e).__name__}: {e}")
+    finally:
+        connection.close()
+
+
+def usersOnline(port: int) -> int | None:
+    """
+    How many users the presenced on C{port} shows online, as its health
+    details (given to loopback) say; C{None} without an answer.
+    """
+    answer = get(port, "/plugins/presence/health")
+    return json.loads(answer.body).get("users_online") if answer.status in (200, 503) else None
+
+
+def logOf(presenced: Presenced) -> str:
+    """
+    What C{presenced} has logged so far.
+    """
+    return presenced.log.read_text(errors="replace") if presenced.log.exists() else ""
+
+
+def tracebacksIn(log: str) -> int:
+    """
+    Tracebacks and unhandled errors in C{log}.
+    """
+    return log.count("Traceback (most recent call last)") + log.count("Unhandled Error")
+
+
+def memoryOf(pid: int, field: str = "VmRSS") -> int:
+    """
+    C{field} (C{VmRSS}, C{VmHWM}) of process C{pid}'s memory, in bytes.
+    """
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) * 1024
+    raise RuntimeError(f"no {field} for {pid}")
+
+
 class Harness:
     """
     One Prosody, one presenced under C{interpreter}'s twistd as its
@@ -226,15 +275,7 @@ class Harness:
         GET C{target} (a path and query) from presenced on a connection of
         its own.
         """
-        connection = http.client.HTTPConnection("127.0.0.1", self.presenced.port, timeout=timeout)
-        try:
-            connection.request("GET", target)
-            response = connection.getresponse()
-            return Answer(response.status, response.read())
-        except (OSError, http.client.HTTPException) as e:
-            return Answer(0, error=f"{type(e).__name__}: {e}")
-        finally:
-            connection.close()
+        return get(self.presenced.port, target, timeout)
 
     @staticmethod
     def statusTarget(jid: str, kind: str = "text") -> str:
@@ -265,8 +306,7 @@ class Harness:
         How many users presenced shows online, as its health details (given
         to loopback) say; C{None} without an answer.
         """
-        answer = self.get("/plugins/presence/health")
-        return json.loads(answer.body).get("users_online") if answer.status in (200, 503) else None
+        return usersOnline(self.presenced.port)
 
     def metric(self, name: str) -> float | None:
         """
@@ -297,14 +337,13 @@ class Harness:
         """
         What presenced has logged so far.
         """
-        return self.presenced.log.read_text(errors="replace") if self.presenced.log.exists() else ""
+        return logOf(self.presenced)
 
     def tracebacks(self) -> int:
         """
         Tracebacks and unhandled errors in presenced's log so far.
         """
-        log = self.log()
-        return log.count("Traceback (most recent call last)") + log.count("Unhandled Error")
+        return tracebacksIn(self.log())
 
     def logins(self) -> int:
         """
@@ -316,10 +355,7 @@ class Harness:
         """
         presenced's resident set size, in bytes.
         """
-        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-        raise RuntimeError(f"no VmRSS for {self.pid}")
+        return memoryOf(self.pid)
 
     def running(self) -> bool:
         return self.presenced.process.poll() is None

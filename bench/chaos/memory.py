@@ -44,19 +44,17 @@ L{REUSE} of what the crowd's first coming added.
 from __future__ import annotations
 
 import http.client
-import json
 import re
 import socket
 import threading
 import time
 from collections import Counter
-from pathlib import Path
 
 from twisted.internet import defer, threads
 from twisted.words.protocols.jabber import component as jabber_component
 from twisted.words.protocols.jabber import xmlstream
 
-from bench.chaos.harness import CROWD, SECOND, Figures, Harness
+from bench.chaos.harness import CROWD, SECOND, Figures, Harness, get, logOf, memoryOf, tracebacksIn, usersOnline
 from bench.run import Presenced
 from presenced.reclaim import MemoryReclaimer
 
@@ -243,33 +241,6 @@ def ask(port: int, first: int, count: int, step: int, seconds: float, statuses: 
         sock.close()
 
 
-def get(port: int, target: str) -> tuple[int, bytes]:
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-    try:
-        connection.request("GET", target)
-        response = connection.getresponse()
-        return response.status, response.read()
-    except (OSError, http.client.HTTPException):
-        return 0, b""
-    finally:
-        connection.close()
-
-
-def usersOnline(port: int) -> int | None:
-    status, body = get(port, "/plugins/presence/health")
-    return json.loads(body).get("users_online") if status in (200, 503) else None
-
-
-def memoryOf(pid: int, field: str) -> int:
-    """
-    C{field} (C{VmRSS}, C{VmHWM}) of process C{pid}'s memory, in bytes.
-    """
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1]) * 1024
-    raise RuntimeError(f"no {field} for {pid}")
-
-
 async def run(harness: Harness, full: bool) -> Figures:
     users = FULL_USERS if full else SHORT_USERS
     jids = FULL_JIDS if full else SHORT_JIDS
@@ -327,7 +298,7 @@ async def run(harness: Harness, full: bool) -> Figures:
         figures.add("rounds of the whole crowd offline and back meanwhile", churned)
         sample = range(0, users, max(1, users // 20))
         texts = await threads.deferToThread(
-            lambda: {n: get(port, harness.statusTarget(f"user{n}@{CROWD}"))[1].decode() for n in sample})
+            lambda: {n: get(port, harness.statusTarget(f"user{n}@{CROWD}")).body.decode() for n in sample})
         wrong = [n for n, text in texts.items() if text != f"Round {churned} of user {n}"]
         figures.expect("users (of 20) whose text after the churn is not their last status", len(wrong), 0)
 
@@ -336,10 +307,10 @@ async def run(harness: Harness, full: bool) -> Figures:
             Take the crowd offline and wait for presenced to give memory
             back; whether it did in time.
             """
-            reclaims = _logged(second, RECLAIMED)
+            reclaims = logOf(second).count(RECLAIMED)
             crowd.offline()
             await shown(0, what, 30 + users / 1000)
-            return await harness.within(lambda: _logged(second, RECLAIMED) > reclaims,
+            return await harness.within(lambda: logOf(second).count(RECLAIMED) > reclaims,
                                         2 * MemoryReclaimer.interval + 5, interval=0.5) is not None
 
         stillOnline = rss()
@@ -371,14 +342,14 @@ async def run(harness: Harness, full: bool) -> Figures:
                     f"<= {allowed / MiB:.1f} ({REUSE:.0%} of the first coming's{'' if full else ' + slack'})",
                     cycled[-1] - cycled[0] <= allowed)
         reclaims = [(float(mib), float(seconds)) for mib, seconds in
-                    re.findall(r"gave back (-?[\d.]+) MiB of memory in ([\d.]+) s", _log(second))]
+                    re.findall(r"gave back (-?[\d.]+) MiB of memory in ([\d.]+) s", logOf(second))]
         figures.add("times presenced gave memory back", len(reclaims))
         figures.add("MiB it gave back each time", [mib for mib, _ in reclaims])
         figures.add("seconds the longest took (the reactor waits meanwhile)",
                     max((seconds for _, seconds in reclaims), default=0.0))
         figures.add("pings the crowd answered", crowd.pings)
-        figures.expect("tracebacks in its log", _tracebacks(second), 0)
-        figures.expect("health afterwards", get(port, "/plugins/presence/health")[0], 200)
+        figures.expect("tracebacks in its log", tracebacksIn(logOf(second)), 0)
+        figures.expect("health afterwards", get(port, "/plugins/presence/health").status, 200)
         figures.notes.append("The crowd is a component of the same Prosody; its presence reaches presenced "
                              "through Prosody's routing, not through client sessions.")
     finally:
@@ -387,15 +358,3 @@ async def run(harness: Harness, full: bool) -> Figures:
             second.process.terminate()
             await threads.deferToThread(second.process.wait, 30)
     return figures
-
-
-def _log(presenced: Presenced) -> str:
-    return presenced.log.read_text(errors="replace") if presenced.log.exists() else ""
-
-
-def _logged(presenced: Presenced, text: str) -> int:
-    return _log(presenced).count(text)
-
-
-def _tracebacks(presenced: Presenced) -> int:
-    return _logged(presenced, "Traceback (most recent call last)") + _logged(presenced, "Unhandled Error")

@@ -106,7 +106,8 @@ def criteria(figures: list[Figure], interpreters: list[str]) -> str:
     return "; ".join(f"{interpreter}: {criterion}" for interpreter, criterion in judged)
 
 
-def markdown(results: list[Figures], machine: dict, command: str, date: str, descriptions: dict[int, str], kept: dict | None = None) -> str:
+def markdown(results: list[Figures], machine: dict, command: str, date: str, descriptions: dict[int, str],
+             kept: dict | None = None) -> str:
     """
     RELIABILITY.md: what was run, where, and every figure, each scenario
     with its C{descriptions}; with the sections C{kept} from an earlier
